@@ -1,0 +1,106 @@
+"""Fused per-tensor reductions: ``torch._foreach_norm`` per (device, dtype) group.
+
+Every function returns a 1-D float32 tensor on the first tensor's device, one entry
+per input tensor, without any host synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+
+_HAS_FOREACH_NORM = hasattr(torch, "_foreach_norm")
+
+
+def _dense(tensor: torch.Tensor) -> torch.Tensor:
+    """The stored values of a tensor (sparse gradients reduce over their values)."""
+    if tensor.is_sparse:
+        return tensor.coalesce().values()
+    if tensor.layout != torch.strided:
+        return tensor.to_dense()
+    return tensor
+
+
+def group_by_device_dtype(tensors: Sequence[torch.Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
+    """Indices of ``tensors`` grouped by (device, dtype), in input order."""
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
+    for i, tensor in enumerate(tensors):
+        groups[(tensor.device, tensor.dtype)].append(i)
+    return groups
+
+
+def norms(tensors: Sequence[torch.Tensor], ord: float = 2.0, device: torch.device | None = None) -> torch.Tensor:
+    r"""Per-tensor vector norms.
+
+    .. math:: n_i = \lVert \mathrm{vec}(T_i) \rVert_{p}
+
+    ``ord=inf`` gives ``max |T_i|``. Empty tensors give 0.
+
+    Args:
+        tensors: the tensors (dense or sparse).
+        ord: the norm order (2, 1, inf...).
+        device: where the result lives (default: the first tensor's device).
+
+    Returns:
+        float32 tensor ``[len(tensors)]``.
+    """
+    if not tensors:
+        return torch.zeros(0, dtype=torch.float32, device=device)
+    device = tensors[0].device if device is None else device
+    dense = [_dense(t) for t in tensors]
+    groups = group_by_device_dtype(dense)
+    out = None if len(groups) == 1 else torch.empty(len(dense), dtype=torch.float32, device=device)
+    for idx in groups.values():
+        members = [dense[i] for i in idx]
+        fused = _HAS_FOREACH_NORM and all(m.numel() > 0 for m in members)
+        if fused:
+            try:
+                values = torch._foreach_norm(members, ord)
+            except (RuntimeError, NotImplementedError):
+                fused = False
+        if not fused:
+            values = [_plain_norm(m, ord) for m in members]
+        stacked = torch.stack([v.to(torch.float32) for v in values]).to(device)
+        if out is None:
+            return stacked
+        out[torch.tensor(idx, device=device)] = stacked
+    return out
+
+
+def _plain_norm(tensor: torch.Tensor, ord: float) -> torch.Tensor:
+    if tensor.numel() == 0:
+        return torch.zeros((), dtype=torch.float32, device=tensor.device)
+    if math.isinf(ord):
+        return tensor.detach().abs().max().to(torch.float32)
+    return torch.linalg.vector_norm(tensor.detach(), ord)
+
+
+def nonfinite_counts(tensors: Sequence[torch.Tensor], device: torch.device | None = None) -> torch.Tensor:
+    """Per-tensor count of NaN and +-Inf entries, float32 ``[len(tensors)]``."""
+    if not tensors:
+        return torch.zeros(0, dtype=torch.float32, device=device)
+    device = tensors[0].device if device is None else device
+    counts = [torch.isfinite(_dense(t)).logical_not().sum() for t in tensors]
+    return torch.stack([c.to(device=device, dtype=torch.float32) for c in counts])
+
+
+def differences_norms(
+    after: Sequence[torch.Tensor], before: Sequence[torch.Tensor], device: torch.device | None = None
+) -> torch.Tensor:
+    r"""Per-tensor ``\lVert a_i - b_i \rVert_2`` without keeping the differences.
+
+    The fused path subtracts in place into ``before`` (which is a scratch copy owned
+    by the caller) and takes the foreach norm of the result.
+    """
+    if not after:
+        return torch.zeros(0, dtype=torch.float32, device=device)
+    scratch = list(before)
+    try:
+        torch._foreach_sub_(scratch, list(after))
+    except (RuntimeError, NotImplementedError, AttributeError):
+        for a, b in zip(after, scratch, strict=True):
+            b.sub_(a)
+    return norms(scratch, 2.0, device=device)

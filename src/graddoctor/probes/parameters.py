@@ -1,0 +1,98 @@
+"""Per-parameter statistics: gradients (before the step) and weights/updates (after).
+
+Everything stays on the device: each measure returns one stacked ``[n_stats, n_params]``
+float32 tensor, NaN where a parameter has no gradient this step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ._foreach import differences_norms, nonfinite_counts, norms
+
+GRAD_STATS = ("grad_norm", "grad_max", "grad_nonfinite")
+WEIGHT_STATS = ("weight_norm", "update_norm", "update_ratio")
+PARAMETER_STATS = GRAD_STATS + WEIGHT_STATS
+
+
+def trainable_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter], list[str]]:
+    """Trainable parameters by their first name (tied weights appear once) and frozen names."""
+    names, params, frozen = [], [], []
+    for name, param in model.named_parameters():  # deduplicates shared tensors
+        if param.requires_grad:
+            names.append(name)
+            params.append(param)
+        else:
+            frozen.append(name)
+    return names, params, frozen
+
+
+class ParameterProbe:
+    """Measures gradient, weight and update statistics of a fixed list of parameters.
+
+    Args:
+        params: the parameters, in the order of the recorded columns.
+        track_updates: keep one scratch copy of the weights to measure the step's update.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter], *, track_updates: bool = True) -> None:
+        self.params = list(params)
+        self.track_updates = track_updates
+        self._scratch: list[torch.Tensor] | None = None
+        self._have_snapshot = False
+
+    @property
+    def device(self) -> torch.device:
+        return self.params[0].device
+
+    def measure_grads(self) -> torch.Tensor:
+        """``[3, P]``: L2 norm, max |g| and non-finite count of every gradient."""
+        out = torch.full((len(GRAD_STATS), len(self.params)), float("nan"), device=self.device)
+        present = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not present:
+            return out
+        grads = [self.params[i].grad.detach() for i in present]
+        values = torch.stack(
+            [norms(grads, 2.0, self.device), norms(grads, float("inf"), self.device), nonfinite_counts(grads, self.device)]
+        )
+        if len(present) == len(self.params):
+            return values
+        out[:, torch.tensor(present, device=self.device)] = values
+        return out
+
+    def snapshot(self) -> None:
+        """Copy the weights before the optimizer step (into a reused scratch buffer)."""
+        if not self.track_updates:
+            return
+        with torch.no_grad():
+            if self._scratch is None:
+                self._scratch = [p.detach().clone() for p in self.params]
+            else:
+                try:
+                    torch._foreach_copy_(self._scratch, [p.detach() for p in self.params])
+                except (RuntimeError, AttributeError):
+                    for s, p in zip(self._scratch, self.params, strict=True):
+                        s.copy_(p.detach())
+        self._have_snapshot = True
+
+    def measure_weights(self) -> torch.Tensor:
+        """``[3, P]``: weight norm after the step, update norm, and update / old weight norm."""
+        with torch.no_grad():
+            weights = [p.detach() for p in self.params]
+            weight_norm = norms(weights, 2.0, self.device)
+            if not self._have_snapshot:
+                nan = torch.full_like(weight_norm, float("nan"))
+                return torch.stack([weight_norm, nan, nan])
+            old_norm = norms(self._scratch, 2.0, self.device)
+            update_norm = differences_norms(weights, self._scratch, self.device)
+            self._have_snapshot = False
+            ratio = torch.where(old_norm > 0, update_norm / old_norm, torch.full_like(old_norm, float("nan")))
+            return torch.stack([weight_norm, update_norm, ratio])
+
+    def release(self) -> None:
+        """Free the scratch copy of the weights."""
+        self._scratch = None
+        self._have_snapshot = False

@@ -1,0 +1,249 @@
+r"""Gradient clipping by value and by norm (re-exported by ``graddoctor.clip``).
+
+Measuring is split from acting: ``total_norm`` measures, ``clip_grads_with_norm_`` scales,
+``clip_norm_`` does both. Gradients are grouped by (device, dtype) and handled by the
+``torch._foreach_*`` kernels where available, by a plain loop elsewhere. The default
+finite path never reads a tensor on the host: the clip coefficient is clamped with
+``torch.clamp`` instead of ``if norm > max_norm``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from graddoctor.remedies._clip_foreach import (
+    as_tensor_list,
+    grads_of,
+    group_by_device_and_dtype,
+    use_foreach,
+)
+
+NONFINITE_POLICIES = ("raise", "skip", "zero", "propagate")
+DEFAULT_EPS = 1e-6
+
+Tensors = torch.Tensor | Iterable[torch.Tensor]
+
+
+def _check_positive(name: str, value: float) -> float:
+    if not isinstance(value, numbers.Real) or math.isnan(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _check_norm_type(norm_type: float) -> float:
+    if not isinstance(norm_type, numbers.Real) or math.isnan(norm_type) or norm_type <= 0:
+        raise ValueError(f"norm_type must be a positive number or float('inf'), got {norm_type!r}")
+    return float(norm_type)
+
+
+def _is_parameter(tensor: torch.Tensor) -> bool:
+    # a leaf that requires grad (or already holds one) is a parameter whose .grad is read;
+    # any other tensor (e.g. from torch.autograd.grad) is taken to be a gradient itself
+    return isinstance(tensor, nn.Parameter) or (
+        tensor.is_leaf and (tensor.requires_grad or tensor.grad is not None)
+    )
+
+
+def _grouped_norms(grads: list[torch.Tensor], norm_type: float, foreach: bool | None) -> list[tuple[list[int], list[torch.Tensor]]]:
+    groups = []
+    for (device, _), (tensors, indices) in group_by_device_and_dtype(grads).items():
+        if use_foreach(tensors, device, foreach):
+            norms = list(torch._foreach_norm(tensors, norm_type))
+        else:
+            norms = [torch.linalg.vector_norm(t, norm_type) for t in tensors]
+        groups.append((indices, norms))
+    return groups
+
+
+def _combine(grouped: list[tuple[list[int], list[torch.Tensor]]], device: torch.device, norm_type: float) -> torch.Tensor:
+    norms = [norm.to(device) for _, group_norms in grouped for norm in group_norms]
+    return torch.linalg.vector_norm(torch.stack(norms), norm_type)
+
+
+@torch.no_grad()
+def total_norm(params_or_grads: Tensors, norm_type: float = 2.0, foreach: bool | None = None) -> torch.Tensor:
+    r"""The norm of all gradients seen as one vector (the measuring twin of ``clip_norm_``).
+
+    .. math::
+        \|g\|_p = \Big(\sum_i \|g_i\|_p^p\Big)^{1/p}, \qquad
+        \|g\|_\infty = \max_i \|g_i\|_\infty
+
+    Args:
+        params_or_grads: parameters (their ``.grad`` is used; those without one are
+            skipped) and/or gradient tensors; a tensor or any iterable, generators included.
+        norm_type: :math:`p`, a positive number or ``float("inf")``.
+        foreach: ``None`` uses the foreach kernels where supported; ``True`` insists.
+
+    Returns:
+        a 0-dim tensor on the first gradient's device (``tensor(0.)`` without gradients).
+    """
+    norm_type = _check_norm_type(norm_type)
+    tensors = as_tensor_list(params_or_grads, "params_or_grads")
+    grads = [t.grad if _is_parameter(t) else t for t in tensors]
+    grads = [g for g in grads if g is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    return _combine(_grouped_norms(grads, norm_type, foreach), grads[0].device, norm_type)
+
+
+@torch.no_grad()
+def clip_grads_with_norm_(
+    params: Tensors, max_norm: float, norm: torch.Tensor, eps: float = DEFAULT_EPS, foreach: bool | None = None
+) -> None:
+    r"""Scale the gradients by :math:`\min(\text{max\_norm} / (\text{norm} + \epsilon), 1)` in place.
+
+    The acting twin of ``total_norm``: ``norm`` is measured beforehand (or comes from
+    elsewhere, e.g. an all-reduce). The coefficient is clamped on the device, no sync.
+
+    Args:
+        params: parameters whose ``.grad`` is scaled; a tensor or any iterable.
+        max_norm: the largest norm allowed.
+        norm: the (0-dim) norm the gradients currently have.
+        eps: added to the norm to avoid dividing by zero.
+        foreach: ``None`` uses the foreach kernels where supported; ``True`` insists.
+    """
+    max_norm = _check_positive("max_norm", max_norm)
+    grads = grads_of(as_tensor_list(params))
+    if grads:
+        _scale_(grads, torch.clamp(max_norm / (norm + eps), max=1.0), foreach)
+
+
+def _scale_(grads: list[torch.Tensor], coefficient: torch.Tensor, foreach: bool | None) -> None:
+    for (device, _), (tensors, _) in group_by_device_and_dtype(grads).items():
+        coefficient_on_device = coefficient.to(device)
+        if use_foreach(tensors, device, foreach):
+            torch._foreach_mul_(tensors, coefficient_on_device)
+        else:
+            for grad in tensors:
+                grad.mul_(coefficient_on_device)
+
+
+def _scale_each_(grouped, grads: list[torch.Tensor], max_norm: float, eps: float, foreach: bool | None) -> None:
+    for indices, norms in grouped:
+        tensors = [grads[i] for i in indices]
+        coefficients = torch.clamp(max_norm / (torch.stack(norms) + eps), max=1.0).unbind()
+        if use_foreach(tensors, tensors[0].device, foreach):
+            torch._foreach_mul_(tensors, list(coefficients))
+        else:
+            for grad, coefficient in zip(tensors, coefficients):
+                grad.mul_(coefficient)
+
+
+def _raise_nonfinite(norm_type: float, per_layer: bool) -> None:
+    which = "a per-tensor gradient norm" if per_layer else "the total gradient norm"
+    raise RuntimeError(
+        f"{which} of order {norm_type} is non-finite (nan or inf), so it cannot be clipped; "
+        "find where it comes from (graddoctor's non-finite probe), or pass nonfinite='skip' "
+        "to skip this step, 'zero' to zero the non-finite entries, or 'propagate' to scale anyway"
+    )
+
+
+@torch.no_grad()
+def clip_norm_(
+    params: Tensors,
+    max_norm: float,
+    norm_type: float = 2.0,
+    nonfinite: str = "raise",
+    per_layer: bool = False,
+    eps: float = DEFAULT_EPS,
+    foreach: bool | None = None,
+) -> torch.Tensor:
+    r"""Rescale the gradients so that their norm is at most ``max_norm``; return the norm.
+
+    .. math::
+        g \leftarrow g \cdot \min\Big(\frac{\text{max\_norm}}{\|g\|_p + \epsilon}, 1\Big)
+
+    Pascanu, Mikolov & Bengio (2013), "On the difficulty of training recurrent neural
+    networks". With ``per_layer=True`` each gradient tensor is clipped to its own norm.
+    Identical to ``torch.nn.utils.clip_grad_norm_`` for finite gradients.
+
+    ``nonfinite`` decides what happens when a norm is nan or inf:
+
+    - ``"raise"`` (default): ``RuntimeError`` before any gradient changes. Checking costs
+      one host-device synchronisation per call (free on CPU).
+    - ``"skip"``: every gradient is set to ``None``, so the next ``optimizer.step()``
+      leaves all parameters alone (no momentum or weight-decay move either, unlike zeroed
+      gradients); the non-finite norm is returned. One synchronisation per call.
+    - ``"zero"``: nan and :math:`\pm\infty` entries are replaced by 0, then the cleaned
+      gradients are clipped and their norm returned. No synchronisation.
+    - ``"propagate"``: no check, as ``torch.nn.utils.clip_grad_norm_``: non-finite norms
+      turn the gradients into nan/0. No synchronisation: the fast path for GPU loops.
+
+    Args:
+        params: parameters whose ``.grad`` is clipped (those without one are skipped);
+            a tensor or any iterable, generators included.
+        max_norm: the largest norm allowed.
+        norm_type: :math:`p`, a positive number or ``float("inf")``.
+        nonfinite: ``"raise"``, ``"skip"``, ``"zero"`` or ``"propagate"``.
+        per_layer: clip each tensor to its own norm instead of the total norm.
+        eps: :math:`\epsilon`, added to the norm to avoid dividing by zero.
+        foreach: ``None`` uses the foreach kernels where supported; ``True`` insists.
+
+    Returns:
+        the total norm before clipping (0-dim), or with ``per_layer`` the vector of
+        per-tensor norms in parameter order; ``tensor(0.)`` when no parameter has a gradient.
+    """
+    max_norm = _check_positive("max_norm", max_norm)
+    norm_type = _check_norm_type(norm_type)
+    if not isinstance(eps, numbers.Real) or eps < 0:
+        raise ValueError(f"eps must be a non-negative number, got {eps!r}")
+    if nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+    params = as_tensor_list(params)
+    grads = grads_of(params)
+    if not grads:
+        return torch.zeros(0) if per_layer else torch.tensor(0.0)
+    if nonfinite == "zero":
+        for grad in grads:
+            torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0)
+    grouped = _grouped_norms(grads, norm_type, foreach)
+    first_device = grads[0].device
+    if per_layer:
+        by_position = {i: n for indices, norms in grouped for i, n in zip(indices, norms)}
+        norm = torch.stack([by_position[i].to(first_device) for i in range(len(grads))])
+    else:
+        norm = _combine(grouped, first_device, norm_type)
+    if nonfinite in ("raise", "skip") and not bool(torch.isfinite(norm).all()):  # host sync
+        if nonfinite == "raise":
+            _raise_nonfinite(norm_type, per_layer)
+        for param in params:
+            param.grad = None
+        return norm
+    if per_layer:
+        _scale_each_(grouped, grads, max_norm, eps, foreach)
+    else:
+        _scale_(grads, torch.clamp(max_norm / (norm + eps), max=1.0), foreach)
+    return norm
+
+
+@torch.no_grad()
+def clip_value_(params: Tensors, value: float, foreach: bool | None = None) -> None:
+    r"""Clamp every gradient entry to :math:`[-\text{value}, \text{value}]` in place.
+
+    .. math::
+        g_j \leftarrow \max(-\text{value}, \min(g_j, \text{value}))
+
+    Mikolov (2012), "Statistical Language Models Based on Neural Networks" (the
+    element-wise clipping Pascanu et al. 2013 compare against). Changes the gradient's
+    direction; ``clip_norm_`` keeps it. Identical to ``torch.nn.utils.clip_grad_value_``.
+
+    Args:
+        params: parameters whose ``.grad`` is clamped (those without one are skipped);
+            a tensor or any iterable, generators included.
+        value: the positive bound.
+        foreach: ``None`` uses the foreach kernels where supported; ``True`` insists.
+    """
+    value = _check_positive("value", value)
+    grads = grads_of(as_tensor_list(params))
+    for (device, _), (tensors, _) in group_by_device_and_dtype(grads).items():
+        if use_foreach(tensors, device, foreach):
+            torch._foreach_clamp_min_(tensors, -value)
+            torch._foreach_clamp_max_(tensors, value)
+        else:
+            for grad in tensors:
+                grad.clamp_(min=-value, max=value)
