@@ -22,7 +22,7 @@ from torch import nn
 _DERIVATIVE_BOUNDS = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "linear": 1.0}
 
 # PyTorch stores the gate blocks of weight_hh stacked along dim 0 in this order.
-_LSTM_GATES = ("i", "f", "o", "g")
+_LSTM_GATES = ("i", "f", "g", "o")
 _GRU_GATES = ("r", "z", "n")
 
 
