@@ -137,7 +137,6 @@ class Monitor:
         self.writer.define_stats(MODULES, ACTIVATION_STATS)
         self.step_index = 0
         self._pending: list[tuple[int, str, str, torch.Tensor]] = []  # (step, kind, name, tensor)
-        self._steps_pending = 0
         self._grads: torch.Tensor | None = None
         self._module_stats: torch.Tensor | None = None
         self._time_grads: dict[str, torch.Tensor] = {}
@@ -176,6 +175,9 @@ class Monitor:
 
     def _finish_step(self) -> None:
         step = self.step_index
+        if self.writer.commit_due():  # commit complete steps, with what log() added to them
+            self.flush()
+        self.writer.mark_step(step)
         if self._grads is not None:
             weights = self.params.measure_weights()
             self._pending.append((step, "stats", PARAMETERS, torch.cat([self._grads, weights])))
@@ -194,9 +196,7 @@ class Monitor:
         self._scalar(step, "time/step", now - self._step_clock)
         self._step_clock = now
         self.step_index += 1
-        self._steps_pending += 1
         self._arm_activations()
-        self._maybe_flush()
 
     def _arm_activations(self) -> None:
         if self.activation_schedule(self.step_index) and self.activations.modules:
@@ -221,7 +221,6 @@ class Monitor:
         target = max(self.step_index - 1, 0) if step is None else int(step)
         for name, value in scalars.items():
             self._scalar(target, name, value)
-        self._maybe_flush()
 
     def _scalar(self, step: int, name: str, value: Any) -> None:
         if isinstance(value, torch.Tensor):
@@ -234,10 +233,6 @@ class Monitor:
             self.writer.add_scalar(step, name, float(value))
 
     # -- writing ---------------------------------------------------------------------
-    def _maybe_flush(self) -> None:
-        if self.writer.commit_due(self._steps_pending):
-            self.flush()
-
     def flush(self) -> None:
         """Move pending statistics to the host (one transfer) and commit them to the run file."""
         if self._pending:
@@ -260,7 +255,6 @@ class Monitor:
                     for stat, row in zip(stats, rows, strict=True):
                         self.writer.add_stat(step, stat, row)
             self._pending = []
-        self._steps_pending = 0
         self.writer.commit()
 
     # -- lifetime --------------------------------------------------------------------

@@ -154,13 +154,13 @@ class RunWriter:
         """Buffer an event (e.g. a non-finite localisation) for ``step``."""
         self._events.append((int(step), kind, json.dumps(payload, default=str)))
 
-    def commit_due(self, extra_steps: int = 0) -> bool:
-        """Whether the batch is full: ``commit_every`` steps buffered or ``commit_seconds`` passed.
+    def mark_step(self, step: int) -> None:
+        """Count ``step`` in the current batch (for callers that buffer rows themselves)."""
+        self._steps_buffered.add(int(step))
 
-        Args:
-            extra_steps: steps the caller holds but has not added yet.
-        """
-        return len(self._steps_buffered) + extra_steps >= self.commit_every or (
+    def commit_due(self) -> bool:
+        """Whether the batch is full: ``commit_every`` steps buffered or ``commit_seconds`` passed."""
+        return len(self._steps_buffered) >= self.commit_every or (
             time.monotonic() - self._last_commit >= self.commit_seconds
         )
 
