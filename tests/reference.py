@@ -48,11 +48,11 @@ def weight_stats(named_params, before: dict[str, np.ndarray]) -> dict[str, dict[
         w = as_numpy(p)
         old = before[name]
         update = float(np.sqrt(((w - old) ** 2).sum()))
-        old_norm = float(np.sqrt((old**2).sum()))
+        new_norm = float(np.sqrt((w**2).sum()))
         out[name] = {
-            "weight_norm": float(np.sqrt((w**2).sum())),
+            "weight_norm": new_norm,
             "update_norm": update,
-            "update_ratio": update / old_norm if old_norm > 0 else np.nan,
+            "update_ratio": update / new_norm if new_norm > 0 else np.nan,
         }
     return out
 

@@ -188,3 +188,23 @@ def test_dead_units_are_channels_for_conv_and_features_for_linear(tmp_path):
     row = dict(zip(names, values[0]))
     assert row["crelu"] == pytest.approx(0.5) == expected["crelu"]["act_dead"]
     assert row["lrelu"] == pytest.approx(0.5) == expected["lrelu"]["act_dead"]
+
+
+def test_nonfinite_gradients_counted(tmp_path):
+    model, x, y, loss_fn = FAMILIES["mlp"]()
+    with Monitor(model, path=tmp_path / "nan.gdr", activations_every=None) as mon:
+        loss_fn(model(x), y).backward()
+        mon.step()
+        model[0].weight.grad[0, :3] = float("nan")
+        model[0].weight.grad[1, 0] = float("inf")
+        model[2].bias.grad[4] = float("-inf")
+        expected = reference.grad_stats(list(model.named_parameters()))
+        mon.step()
+    run = open_run(tmp_path / "nan.gdr")
+    _, names, counts = run.series("grad_nonfinite")
+    assert counts[0].sum() == 0
+    got = dict(zip(names, counts[1]))
+    assert got == {n: expected[n]["grad_nonfinite"] for n in names}
+    assert got["0.weight"] == 4 and got["2.bias"] == 1
+    _, _, grad_max = run.series("grad_max")
+    assert np.isnan(grad_max[1, 0]) and grad_max[1, 3] == np.inf

@@ -6,6 +6,8 @@ Importing graddoctor never imports matplotlib, rich or typer.
 
 __version__ = "0.1.0"
 
+from . import clip, init, theory  # noqa: E402
+from .diagnosis.locate import NonfiniteReport, locate_nonfinite  # noqa: E402
 from .monitor import Monitor, model_summary  # noqa: E402
 from .problem import Problem, train_step  # noqa: E402
 from .schedules import as_schedule, every_n, log_spaced  # noqa: E402
@@ -13,6 +15,11 @@ from .store import Run, RunFileError, RunWriter, open_run  # noqa: E402
 
 __all__ = [
     "Monitor",
+    "NonfiniteReport",
+    "clip",
+    "init",
+    "locate_nonfinite",
+    "theory",
     "Problem",
     "Run",
     "RunFileError",

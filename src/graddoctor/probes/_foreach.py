@@ -78,6 +78,27 @@ def _plain_norm(tensor: torch.Tensor, ord: float) -> torch.Tensor:
     return torch.linalg.vector_norm(tensor.detach(), ord)
 
 
+def max_abs(tensors: Sequence[torch.Tensor], device: torch.device | None = None) -> torch.Tensor:
+    r"""Per-tensor ``max |T_i|`` from one ``aminmax`` pass each (no temporary ``|T|``).
+
+    NaN anywhere in a tensor gives NaN. Empty tensors give 0. On CPU this is an order of
+    magnitude faster than ``torch._foreach_norm(tensors, inf)``.
+    """
+    if not tensors:
+        return torch.zeros(0, dtype=torch.float32, device=device)
+    device = tensors[0].device if device is None else device
+    values = []
+    for tensor in tensors:
+        dense = _dense(tensor).detach()
+        if dense.numel() == 0:
+            values.append(torch.zeros((), dtype=torch.float32, device=dense.device))
+            continue
+        low, high = torch.aminmax(dense)
+        biggest = torch.maximum(low.neg(), high).to(torch.float32)
+        values.append(torch.where(torch.isnan(low) | torch.isnan(high), low.to(torch.float32), biggest))
+    return torch.stack([v.to(device) for v in values])
+
+
 def nonfinite_counts(tensors: Sequence[torch.Tensor], device: torch.device | None = None) -> torch.Tensor:
     """Per-tensor count of NaN and +-Inf entries, float32 ``[len(tensors)]``."""
     if not tensors:

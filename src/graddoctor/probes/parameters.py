@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._foreach import differences_norms, nonfinite_counts, norms
+from ._foreach import differences_norms, max_abs, nonfinite_counts, norms
 
 GRAD_STATS = ("grad_norm", "grad_max", "grad_nonfinite")
 WEIGHT_STATS = ("weight_norm", "update_norm", "update_ratio")
@@ -55,9 +55,14 @@ class ParameterProbe:
         if not present:
             return out
         grads = [self.params[i].grad.detach() for i in present]
-        values = torch.stack(
-            [norms(grads, 2.0, self.device), norms(grads, float("inf"), self.device), nonfinite_counts(grads, self.device)]
-        )
+        grad_norm = norms(grads, 2.0, self.device)
+        # A finite L2 norm proves every entry finite: count entries only when one is not.
+        # This is the step's one host sync; healthy steps skip the counting pass.
+        if bool(torch.isfinite(grad_norm).all()):
+            counts = torch.zeros_like(grad_norm)
+        else:
+            counts = nonfinite_counts(grads, self.device)
+        values = torch.stack([grad_norm, max_abs(grads, self.device), counts])
         if len(present) == len(self.params):
             return values
         out[:, torch.tensor(present, device=self.device)] = values
@@ -79,17 +84,16 @@ class ParameterProbe:
         self._have_snapshot = True
 
     def measure_weights(self) -> torch.Tensor:
-        """``[3, P]``: weight norm after the step, update norm, and update / old weight norm."""
+        """``[3, P]``: weight norm after the step, update norm, and their ratio (NaN for a zero weight)."""
         with torch.no_grad():
             weights = [p.detach() for p in self.params]
             weight_norm = norms(weights, 2.0, self.device)
             if not self._have_snapshot:
                 nan = torch.full_like(weight_norm, float("nan"))
                 return torch.stack([weight_norm, nan, nan])
-            old_norm = norms(self._scratch, 2.0, self.device)
             update_norm = differences_norms(weights, self._scratch, self.device)
             self._have_snapshot = False
-            ratio = torch.where(old_norm > 0, update_norm / old_norm, torch.full_like(old_norm, float("nan")))
+            ratio = torch.where(weight_norm > 0, update_norm / weight_norm, torch.full_like(weight_norm, float("nan")))
             return torch.stack([weight_norm, update_norm, ratio])
 
     def release(self) -> None:

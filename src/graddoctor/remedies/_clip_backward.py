@@ -2,6 +2,7 @@ r"""Clamp gradients while backpropagation computes them, through removable tenso
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -58,7 +59,7 @@ def clip_during_backward(params: torch.Tensor | Iterable[torch.Tensor], value: f
     Returns:
         a ``BackwardClipHandle``: call ``.remove()`` or use it as a context manager.
     """
-    if not isinstance(value, (int, float)) or not value > 0:
+    if not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"value must be a positive number, got {value!r}")
     bound = float(value)
 

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from graddoctor.remedies._clip_foreach import (
+    GradGroup,
     as_tensor_list,
     grads_of,
     group_by_device_and_dtype,
-    use_foreach,
 )
 
 NONFINITE_POLICIES = ("raise", "skip", "zero", "propagate")
@@ -49,20 +49,39 @@ def _is_parameter(tensor: torch.Tensor) -> bool:
     )
 
 
-def _grouped_norms(grads: list[torch.Tensor], norm_type: float, foreach: bool | None) -> list[tuple[list[int], list[torch.Tensor]]]:
-    groups = []
-    for (device, _), (tensors, indices) in group_by_device_and_dtype(grads).items():
-        if use_foreach(tensors, device, foreach):
-            norms = list(torch._foreach_norm(tensors, norm_type))
+def _group_norms(groups: list[GradGroup], norm_type: float) -> list[list[torch.Tensor]]:
+    # one 0-dim norm per tensor, group by group
+    return [
+        list(torch._foreach_norm(group.tensors, norm_type))
+        if group.foreach
+        else [torch.linalg.vector_norm(t, norm_type) for t in group.tensors]
+        for group in groups
+    ]
+
+
+def _combine(norms: list[list[torch.Tensor]], device: torch.device, norm_type: float) -> torch.Tensor:
+    # the norm of the per-tensor norms, stacked in group order as torch does
+    return torch.linalg.vector_norm(torch.stack([n.to(device) for group in norms for n in group]), norm_type)
+
+
+def _scale_(groups: list[GradGroup], coefficient: torch.Tensor) -> None:
+    for group in groups:
+        coefficient_on_device = coefficient.to(group.device)
+        if group.foreach:
+            torch._foreach_mul_(group.tensors, coefficient_on_device)
         else:
-            norms = [torch.linalg.vector_norm(t, norm_type) for t in tensors]
-        groups.append((indices, norms))
-    return groups
+            for grad in group.tensors:
+                grad.mul_(coefficient_on_device)
 
 
-def _combine(grouped: list[tuple[list[int], list[torch.Tensor]]], device: torch.device, norm_type: float) -> torch.Tensor:
-    norms = [norm.to(device) for _, group_norms in grouped for norm in group_norms]
-    return torch.linalg.vector_norm(torch.stack(norms), norm_type)
+def _scale_each_(groups: list[GradGroup], norms: list[list[torch.Tensor]], max_norm: float, eps: float) -> None:
+    for group, group_norms in zip(groups, norms):
+        coefficients = torch.clamp(max_norm / (torch.stack(group_norms) + eps), max=1.0).unbind()
+        if group.foreach:
+            torch._foreach_mul_(group.tensors, list(coefficients))
+        else:
+            for grad, coefficient in zip(group.tensors, coefficients):
+                grad.mul_(coefficient)
 
 
 @torch.no_grad()
@@ -88,7 +107,8 @@ def total_norm(params_or_grads: Tensors, norm_type: float = 2.0, foreach: bool |
     grads = [g for g in grads if g is not None]
     if not grads:
         return torch.tensor(0.0)
-    return _combine(_grouped_norms(grads, norm_type, foreach), grads[0].device, norm_type)
+    groups = group_by_device_and_dtype(grads, foreach)
+    return _combine(_group_norms(groups, norm_type), grads[0].device, norm_type)
 
 
 @torch.no_grad()
@@ -110,28 +130,7 @@ def clip_grads_with_norm_(
     max_norm = _check_positive("max_norm", max_norm)
     grads = grads_of(as_tensor_list(params))
     if grads:
-        _scale_(grads, torch.clamp(max_norm / (norm + eps), max=1.0), foreach)
-
-
-def _scale_(grads: list[torch.Tensor], coefficient: torch.Tensor, foreach: bool | None) -> None:
-    for (device, _), (tensors, _) in group_by_device_and_dtype(grads).items():
-        coefficient_on_device = coefficient.to(device)
-        if use_foreach(tensors, device, foreach):
-            torch._foreach_mul_(tensors, coefficient_on_device)
-        else:
-            for grad in tensors:
-                grad.mul_(coefficient_on_device)
-
-
-def _scale_each_(grouped, grads: list[torch.Tensor], max_norm: float, eps: float, foreach: bool | None) -> None:
-    for indices, norms in grouped:
-        tensors = [grads[i] for i in indices]
-        coefficients = torch.clamp(max_norm / (torch.stack(norms) + eps), max=1.0).unbind()
-        if use_foreach(tensors, tensors[0].device, foreach):
-            torch._foreach_mul_(tensors, list(coefficients))
-        else:
-            for grad, coefficient in zip(tensors, coefficients):
-                grad.mul_(coefficient)
+        _scale_(group_by_device_and_dtype(grads, foreach), torch.clamp(max_norm / (norm + eps), max=1.0))
 
 
 def _raise_nonfinite(norm_type: float, per_layer: bool) -> None:
@@ -201,13 +200,14 @@ def clip_norm_(
     if nonfinite == "zero":
         for grad in grads:
             torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0)
-    grouped = _grouped_norms(grads, norm_type, foreach)
+    groups = group_by_device_and_dtype(grads, foreach)
+    norms = _group_norms(groups, norm_type)
     first_device = grads[0].device
     if per_layer:
-        by_position = {i: n for indices, norms in grouped for i, n in zip(indices, norms)}
-        norm = torch.stack([by_position[i].to(first_device) for i in range(len(grads))])
+        by_index = {i: n for group, group_norms in zip(groups, norms) for i, n in zip(group.indices, group_norms)}
+        norm = torch.stack([by_index[i].to(first_device) for i in range(len(grads))])
     else:
-        norm = _combine(grouped, first_device, norm_type)
+        norm = _combine(norms, first_device, norm_type)
     if nonfinite in ("raise", "skip") and not bool(torch.isfinite(norm).all()):  # host sync
         if nonfinite == "raise":
             _raise_nonfinite(norm_type, per_layer)
@@ -215,9 +215,9 @@ def clip_norm_(
             param.grad = None
         return norm
     if per_layer:
-        _scale_each_(grouped, grads, max_norm, eps, foreach)
+        _scale_each_(groups, norms, max_norm, eps)
     else:
-        _scale_(grads, torch.clamp(max_norm / (norm + eps), max=1.0), foreach)
+        _scale_(groups, torch.clamp(max_norm / (norm + eps), max=1.0))
     return norm
 
 
@@ -240,10 +240,10 @@ def clip_value_(params: Tensors, value: float, foreach: bool | None = None) -> N
     """
     value = _check_positive("value", value)
     grads = grads_of(as_tensor_list(params))
-    for (device, _), (tensors, _) in group_by_device_and_dtype(grads).items():
-        if use_foreach(tensors, device, foreach):
-            torch._foreach_clamp_min_(tensors, -value)
-            torch._foreach_clamp_max_(tensors, value)
+    for group in group_by_device_and_dtype(grads, foreach):
+        if group.foreach:
+            torch._foreach_clamp_min_(group.tensors, -value)
+            torch._foreach_clamp_max_(group.tensors, value)
         else:
-            for grad in tensors:
+            for grad in group.tensors:
                 grad.clamp_(min=-value, max=value)

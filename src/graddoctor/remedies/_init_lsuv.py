@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
-from graddoctor.remedies._init_schemes import orthogonal_
+from graddoctor.remedies._init_orthogonal import orthogonal_
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.parameter import UninitializedParameter
 
+from graddoctor.remedies._init_orthogonal import orthogonal_
 from graddoctor.remedies._init_schemes import (
     glorot_normal_,
     glorot_uniform_,
@@ -16,7 +17,6 @@ from graddoctor.remedies._init_schemes import (
     he_uniform_,
     lecun_normal_,
     lecun_uniform_,
-    orthogonal_,
 )
 
 SCHEMES = ("auto", "he", "glorot", "lecun", "orthogonal")

@@ -13,6 +13,7 @@ variants are ``variance_scaling_(..., distribution="truncated_normal")``.
 
 from graddoctor.remedies._init_lsuv import LSUVLayer, lsuv_
 from graddoctor.remedies._init_model import InitChoice, init_model_
+from graddoctor.remedies._init_orthogonal import identity_, orthogonal_
 from graddoctor.remedies._init_schemes import (
     TRUNCATED_NORMAL_STD,
     fan_in_and_fan_out,
@@ -20,10 +21,8 @@ from graddoctor.remedies._init_schemes import (
     glorot_uniform_,
     he_normal_,
     he_uniform_,
-    identity_,
     lecun_normal_,
     lecun_uniform_,
-    orthogonal_,
     variance_scaling_,
 )
 
