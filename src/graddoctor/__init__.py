@@ -7,6 +7,7 @@ Importing graddoctor never imports matplotlib, rich or typer.
 __version__ = "0.1.0"
 
 from . import clip, init, theory  # noqa: E402
+from .diagnosis import Diagnosis, Finding, checkup, diagnose  # noqa: E402
 from .diagnosis.locate import NonfiniteReport, locate_nonfinite  # noqa: E402
 from .monitor import Monitor, model_summary  # noqa: E402
 from .problem import Problem, train_step  # noqa: E402
@@ -14,9 +15,13 @@ from .schedules import as_schedule, every_n, log_spaced  # noqa: E402
 from .store import Run, RunFileError, RunWriter, open_run  # noqa: E402
 
 __all__ = [
+    "Diagnosis",
+    "Finding",
     "Monitor",
     "NonfiniteReport",
+    "checkup",
     "clip",
+    "diagnose",
     "init",
     "locate_nonfinite",
     "theory",

@@ -1,0 +1,44 @@
+"""Small helpers shared by the detectors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def persistent_steps(steps: np.ndarray, holds: Sequence[bool]) -> int | None:
+    """The first step where a condition holds, if it holds at the first recorded step or at
+    most recorded steps (a transient blip is not a finding); else None."""
+    holds = list(holds)
+    if not holds:
+        return None
+    if holds[0] or sum(holds) * 2 > len(holds):
+        return int(steps[holds.index(True)])
+    return None
+
+
+def rounded(value: float, digits: int = 4) -> float:
+    """A float rounded to ``digits`` significant digits (for readable evidence)."""
+    if value is None or not np.isfinite(value) or value == 0:
+        return float(value) if value is not None else float("nan")
+    return float(f"{value:.{digits}g}")
+
+
+def per_layer(names: Sequence[str], values: Sequence[float]) -> dict[str, float]:
+    return {n: rounded(float(v)) for n, v in zip(names, values, strict=True)}
+
+
+def first_where(steps: np.ndarray, predicate: Callable[[int], bool]) -> int | None:
+    for i in range(len(steps)):
+        if predicate(i):
+            return i
+    return None
+
+
+def severity_for(decades: float, critical_decades: float) -> str:
+    return "critical" if abs(decades) >= critical_decades else "warning"
+
+
+Evidence = dict[str, Any]

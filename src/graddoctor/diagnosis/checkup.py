@@ -1,0 +1,143 @@
+"""``checkup``: a short monitored training on a copy, a zero-learning-rate control, a diagnosis.
+
+The caller's model and optimizer are never touched: training runs on a deep copy, and
+the global random state is restored afterwards. Training stops at the first non-finite
+loss or weight; the failing step is then replayed from the parameters before it under
+``locate_nonfinite`` to name the module where the NaN/Inf began.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..monitor import Monitor
+from ..probes._foreach import max_abs
+from ..problem import OptimizerFactory, Problem, train_step
+from ..theory import recurrent_spectra
+from .diagnose import diagnose
+from .findings import Diagnosis
+from .locate import locate_nonfinite
+
+
+def _as_problem(model_or_problem: Any, data: Any, loss_fn: Any, optimizer: Any) -> Problem:
+    if isinstance(model_or_problem, Problem):
+        if data is not None or loss_fn is not None:
+            raise TypeError("checkup(problem) takes no data or loss_fn: they are inside the Problem")
+        problem = model_or_problem
+    else:
+        if data is None or loss_fn is None:
+            raise TypeError("checkup(model, data, loss_fn) needs data (a list of (inputs, targets)) and loss_fn")
+        problem = Problem(model_or_problem, data, loss_fn, optimizer=optimizer)
+    factory = problem.optimizer
+    if isinstance(factory, torch.optim.Optimizer):
+        raise TypeError(
+            "optimizer must be a factory params -> Optimizer (e.g. lambda p: torch.optim.Adam(p, lr=1e-3)), "
+            "not an optimizer instance: checkup never steps your optimizer"
+        )
+    return problem
+
+
+def _parameters_finite(model: nn.Module) -> bool:
+    """No NaN/Inf entry in any parameter (max |w|, which cannot overflow like a norm)."""
+    params = [p.detach() for p in model.parameters()]
+    return not params or bool(torch.isfinite(max_abs(params)).all())
+
+
+def _default_path() -> Path:
+    return Path("runs") / f"checkup-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.gdr"
+
+
+def checkup(
+    model_or_problem: nn.Module | Problem,
+    data: Iterable[Any] | None = None,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+    *,
+    optimizer: OptimizerFactory | None = None,
+    steps: int = 30,
+    run_path: str | os.PathLike | None = None,
+    seed: int = 0,
+    control: bool = True,
+) -> Diagnosis:
+    """Diagnose a model on its own data: monitored training, zero-lr control, findings.
+
+    Args:
+        model_or_problem: a model, or a ``Problem`` bundling model, data, loss and optimizer.
+        data: a list or iterable of ``(inputs, targets)`` batches (cycled).
+        loss_fn: ``loss_fn(outputs, targets) -> scalar tensor``.
+        optimizer: a factory ``params -> Optimizer`` (default SGD, lr 0.01).
+        steps: training steps to record (activations and gradients at every step).
+        run_path: where to write the run file (default ``runs/checkup-<time>.gdr``).
+        seed: the random seed of the copy's training (dropout, shuffles).
+        control: also evaluate the untrained copy on the same batches (seed 003's
+            "train with 0 learning rate and compare").
+
+    Returns:
+        the ``Diagnosis``; ``diagnosis.run_path`` is the recorded run.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    problem = _as_problem(model_or_problem, data, loss_fn, optimizer)
+    path = Path(run_path) if run_path is not None else _default_path()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = copy.deepcopy(problem.model)
+        initial = copy.deepcopy(problem.model)
+        optimizer_ = problem.make_optimizer(model)
+        batches = problem.take(steps)
+        monitor = Monitor(model, optimizer_, path=path, activations_every=1, overwrite=run_path is not None,
+                          config={"checkup": True, "steps": steps, "problem": problem.name, "seed": seed})
+        with monitor:
+            monitor.writer.set_meta({"recurrent_spectra": _spectra(model)})
+            ran = 0
+            for step, batch in enumerate(batches):
+                before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                loss = train_step(problem, model, optimizer_, batch)
+                monitor.log(loss=loss)
+                ran = step + 1
+                if not bool(torch.isfinite(loss)) or not _parameters_finite(model):
+                    _localise(problem, model, before, batch, step, monitor)
+                    break
+            if control:
+                _zero_lr_control(problem, initial, batches[:ran], monitor)
+    return diagnose(path)
+
+
+def _spectra(model: nn.Module) -> list[dict]:
+    try:
+        rows = recurrent_spectra(model)
+    except Exception:  # spectra are evidence, never a reason to fail a checkup
+        return []
+    best: dict[str, dict] = {}
+    for row in rows:
+        module = row["name"].split(".weight_hh")[0]
+        current = best.get(module)
+        if current is None or row["largest_singular_value"] > current["largest_singular_value"]:
+            best[module] = {"module": module, "largest_singular_value": row["largest_singular_value"],
+                            "spectral_radius": row.get("spectral_radius")}
+    return list(best.values())
+
+
+def _localise(problem: Problem, model: nn.Module, before: dict, batch: Any, step: int, monitor: Monitor) -> None:
+    """Replay the failing batch from the parameters before the step and record where NaN/Inf began."""
+    replay = copy.deepcopy(model)
+    replay.load_state_dict(before)
+    inputs, targets = batch
+    report = locate_nonfinite(replay, inputs, targets, problem.loss_fn)
+    if report is not None:
+        monitor.writer.add_event(step, "nonfinite_source", {**report.to_dict(), "step": step})
+
+
+def _zero_lr_control(problem: Problem, initial: nn.Module, batches: list, monitor: Monitor) -> None:
+    initial.train(problem.model.training)
+    with torch.no_grad():
+        for step, (inputs, targets) in enumerate(batches):
+            value = problem.loss_fn(initial(inputs), targets)
+            monitor.log(step=step, **{"control/loss": value})

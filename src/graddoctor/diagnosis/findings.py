@@ -1,0 +1,143 @@
+"""Findings and the Diagnosis that holds them, with a stable JSON schema.
+
+JSON schema ``graddoctor.diagnosis/1``::
+
+    {
+      "schema": "graddoctor.diagnosis/1",
+      "healthy": bool,                 # no warning or critical finding
+      "run_path": str | null,
+      "model": str | null,             # the model's class name
+      "steps": int,                    # training steps recorded
+      "summary": str,                  # one sentence
+      "findings": [
+        {"kind": str, "severity": "info" | "warning" | "critical",
+         "layers": [str], "first_step": int | null, "evidence": {str: number | str | list},
+         "message": str, "remedies": [str],
+         "source": {"module": str, "direction": "forward" | "backward" | "loss" | "parameter", "step": int} | null}
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA = "graddoctor.diagnosis/1"
+SEVERITIES = ("info", "warning", "critical")
+KINDS = (
+    "nonfinite",
+    "exploding_gradients",
+    "vanishing_gradients",
+    "exploding_activations",
+    "vanishing_activations",
+    "saturated_activations",
+    "dead_units",
+)
+
+
+@dataclass
+class Finding:
+    """One named problem, the layers it concerns and the numbers that show it."""
+
+    kind: str
+    severity: str
+    layers: list[str]
+    first_step: int | None
+    evidence: dict[str, Any]
+    message: str
+    remedies: list[str] = field(default_factory=list)
+    source: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite numbers become strings "nan", "inf")."""
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class Diagnosis:
+    """The findings of one run, most severe first."""
+
+    findings: list[Finding]
+    run_path: str | None = None
+    model: str | None = None
+    steps: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+        self.findings.sort(key=lambda f: (order[f.severity], KINDS.index(f.kind) if f.kind in KINDS else len(KINDS)))
+
+    @property
+    def healthy(self) -> bool:
+        """True when no finding is a warning or critical."""
+        return not any(f.severity in ("warning", "critical") for f in self.findings)
+
+    def kinds(self, min_severity: str = "warning") -> list[str]:
+        """The kinds found at or above a severity, in report order, without repeats."""
+        floor = SEVERITIES.index(min_severity)
+        seen: list[str] = []
+        for f in self.findings:
+            if SEVERITIES.index(f.severity) >= floor and f.kind not in seen:
+                seen.append(f.kind)
+        return seen
+
+    def of_kind(self, kind: str) -> list[Finding]:
+        return [f for f in self.findings if f.kind == kind]
+
+    @property
+    def summary(self) -> str:
+        if self.healthy:
+            return "No vanishing or exploding gradients, saturation, dead units or NaN/Inf found."
+        return "Found: " + ", ".join(k.replace("_", " ") for k in self.kinds()) + "."
+
+    def remedies(self) -> list[str]:
+        """Recommended remedy ids over all findings, most severe finding first, no repeats."""
+        ordered: list[str] = []
+        for f in self.findings:
+            if f.severity == "info":
+                continue
+            ordered += [r for r in f.remedies if r not in ordered]
+        return ordered
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "healthy": self.healthy,
+            "run_path": self.run_path,
+            "model": self.model,
+            "steps": self.steps,
+            "summary": self.summary,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The stable JSON form (schema ``graddoctor.diagnosis/1``)."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def __rich__(self):
+        from .._render_diagnosis import render_diagnosis
+
+        return render_diagnosis(self)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return _jsonable(value.item())
+    return value

@@ -1,0 +1,64 @@
+"""Unit-level findings: saturated bounded activations and dead ReLU units."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import thresholds as T
+from ._common import persistent_steps, rounded
+from ._profile import RELU_TYPES, SATURATING_TYPES, RunView
+from .findings import Finding
+
+
+def _fraction_findings(view: RunView, stat: str, types: set[str], warn: float, critical: float,
+                       majority_only: bool = False):
+    if stat not in view.module_stats:
+        return None
+    layers = view.ordered(view.modules_of_type(types))
+    hits = {}
+    for layer in layers:
+        column = view.module_column(stat, layer)
+        holds = [bool(np.isfinite(v) and v >= warn) for v in column]
+        if majority_only and sum(holds) * 2 <= len(holds):
+            continue
+        step = persistent_steps(view.module_steps, holds)
+        if step is not None:
+            hits[layer] = (step, column)
+    if not hits:
+        return None
+    first_step = min(step for step, _ in hits.values())
+    worst = max(float(np.nanmax(col)) for _, col in hits.values())
+    last = {layer: rounded(float(col[np.isfinite(col)][-1])) for layer, (_, col) in hits.items()}
+    severity = "critical" if worst >= critical else "warning"
+    return list(hits), first_step, last, worst, severity
+
+
+def saturation_findings(view: RunView, context: dict) -> list[Finding]:
+    """``saturated_activations``: bounded activations with most outputs at their bounds."""
+    found = _fraction_findings(view, "act_saturated", SATURATING_TYPES, T.SATURATED_FRACTION,
+                               T.CRITICAL_SATURATED_FRACTION)
+    if found is None:
+        return []
+    layers, step, last, worst, severity = found
+    means = {layer: rounded(float(view.module_column("act_mean", layer)[-1])) for layer in layers}
+    message = (
+        f"{len(layers)} bounded activation layer(s) are saturated: up to {100 * worst:.0f}% of the outputs of "
+        f"{', '.join(layers[:3])} sit within 1% of their bounds, where the derivative is nearly 0."
+    )
+    evidence = {"saturated_fraction": last, "act_mean": means, "worst": rounded(worst)}
+    return [Finding("saturated_activations", severity, layers, step, evidence, message)]
+
+
+def dead_unit_findings(view: RunView, context: dict) -> list[Finding]:
+    """``dead_units``: ReLU units that output exactly 0 for every sample of the batch."""
+    # units matter when they stay dead: most recorded steps, not only the initial state
+    found = _fraction_findings(view, "act_dead", RELU_TYPES, T.DEAD_FRACTION, T.CRITICAL_DEAD_FRACTION,
+                               majority_only=True)
+    if found is None:
+        return []
+    layers, step, last, worst, severity = found
+    message = (
+        f"Dead units: up to {100 * worst:.0f}% of the units of {', '.join(layers[:3])} output 0 for every "
+        "sample, so no gradient flows through them."
+    )
+    return [Finding("dead_units", severity, layers, step, {"dead_fraction": last, "worst": rounded(worst)}, message)]
