@@ -31,8 +31,33 @@ def test_cli_demo_then_show(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "became non-finite at step" in result.output
+    assert "nonfinite" in result.output and "exploding_gradients" in result.output
+    assert "standardize_target" in result.output
     assert "fc1" in result.output and "fc2" in result.output
     shown = runner.invoke(app, ["show", str(out), "--step", "0"])
     assert shown.exit_code == 0 and "fc1" in shown.output and "Linear" in shown.output
     bad = runner.invoke(app, ["show", str(tmp_path / "missing.gdr")])
     assert bad.exit_code == 2 and "no run file" in bad.output
+
+
+def test_cli_checkup_exit_codes_and_json(tmp_path, monkeypatch):
+    import json
+
+    from graddoctor.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    examples = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "examples" / "problems.py")
+    sick = runner.invoke(app, ["checkup", f"{examples}:deep_sigmoid", "--steps", "5", "--json"])
+    assert sick.exit_code == 1, sick.output
+    data = json.loads(sick.output)
+    assert data["schema"] == "graddoctor.diagnosis/1" and data["healthy"] is False
+    assert data["findings"][0]["kind"] == "vanishing_gradients"
+    healthy = runner.invoke(app, ["checkup", f"{examples}:healthy_relu", "--steps", "5", "--json"])
+    assert healthy.exit_code == 0 and json.loads(healthy.output)["healthy"] is True
+    assert runner.invoke(app, ["checkup", "no_such_module:f"]).exit_code == 2
+    assert runner.invoke(app, ["checkup", f"{examples}:missing"]).exit_code == 2
+    run_path = data["run_path"]
+    again = runner.invoke(app, ["diagnose", run_path, "--json"])
+    assert again.exit_code == 1 and json.loads(again.output)["findings"] == data["findings"]
+    assert runner.invoke(app, ["diagnose", "missing.gdr"]).exit_code == 2

@@ -38,6 +38,79 @@ def show(
     console.print(layer_table(rows, found, title=f"{run_path} · step {found} of {int(last[-1]) if last.size else 0}"))
 
 
+def load_problem(target: str):
+    """Import ``PKG.MODULE:FUNCTION`` (or ``path/to/file.py:FUNCTION``) and call it for a Problem."""
+    import importlib
+    import importlib.util
+
+    from .problem import Problem
+
+    module_name, sep, function_name = target.partition(":")
+    if not sep or not module_name or not function_name:
+        _fail(f"expected PKG.MODULE:FUNCTION, got {target!r}")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        if module_name.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+            if spec is None or spec.loader is None:
+                _fail(f"cannot load {module_name}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except (ImportError, FileNotFoundError) as err:
+        _fail(f"cannot import {module_name}: {err}")
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        _fail(f"{module_name} has no function {function_name!r}")
+    problem = function()
+    if not isinstance(problem, Problem):
+        _fail(f"{target} returned {type(problem).__name__}, not a graddoctor.Problem")
+    return problem
+
+
+def _report(diagnosis, as_json: bool) -> None:
+    if as_json:
+        print(diagnosis.to_json())
+    else:
+        console.print(diagnosis)
+    raise typer.Exit(0 if diagnosis.healthy else 1)
+
+
+@app.command()
+def checkup(
+    target: str = typer.Argument(..., metavar="PKG.MODULE:FUNCTION", help="a function returning a graddoctor.Problem"),
+    steps: int = typer.Option(30, "--steps", help="training steps to record"),
+    as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json()"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="run file to write"),
+) -> None:
+    """Train a copy of the problem's model briefly and diagnose it. Exit 0 healthy, 1 findings, 2 bad input."""
+    from .diagnosis import checkup as run_checkup
+
+    problem = load_problem(target)
+    try:
+        diagnosis = run_checkup(problem, steps=steps, run_path=out)
+    except (ValueError, TypeError) as err:
+        _fail(str(err))
+    _report(diagnosis, as_json)
+
+
+@app.command()
+def diagnose(
+    run_path: Path = typer.Argument(..., metavar="RUN.gdr", help="a run file written by the Monitor"),
+    as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json()"),
+) -> None:
+    """Diagnose a recorded run. Exit 0 healthy, 1 findings, 2 bad input."""
+    from .diagnosis import diagnose as run_diagnose
+    from .store import RunFileError
+
+    try:
+        diagnosis = run_diagnose(run_path)
+    except (FileNotFoundError, RunFileError) as err:
+        _fail(str(err))
+    _report(diagnosis, as_json)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo-exploding-regression.gdr"), "--out", "-o", help="run file to write"),
@@ -65,6 +138,10 @@ def demo(
         console.print(f"[bold red]the loss became non-finite at step {result.first_nonfinite_step}[/] "
                       f"(gradients first at step {result.first_bad_gradient_step})")
     console.print(f"run file: {out}  (graddoctor show {out} --step N)")
+    from .diagnosis import diagnose as run_diagnose
+
+    console.rule("[bold]diagnosis")
+    console.print(run_diagnose(out))
 
 
 def _rows_at(layer_rows, out: Path, step: int):

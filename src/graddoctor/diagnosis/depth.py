@@ -52,7 +52,8 @@ def gradient_depth_findings(view: RunView, context: dict) -> list[Finding]:
             "axis": "depth",
             "ratio_first_to_last": rounded(ratios[i]),
             "decades": rounded(abs(decades)),
-            "factor_per_layer": rounded(10**slope) if np.isfinite(slope) else float("nan"),
+            # per layer going down towards the input, the direction back-propagation runs
+            "factor_per_layer": rounded(10**-slope) if np.isfinite(slope) else float("nan"),
             "out_grad_norm": per_layer(layers, profile),
             "step": step,
         }
