@@ -208,3 +208,23 @@ def test_nonfinite_gradients_counted(tmp_path):
     assert got["0.weight"] == 4 and got["2.bias"] == 1
     _, _, grad_max = run.series("grad_max")
     assert np.isnan(grad_max[1, 0]) and grad_max[1, 3] == np.inf
+
+
+def test_manual_before_and_after_step_record_updates(tmp_path):
+    model, x, y, loss_fn = FAMILIES["mlp"]()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    named = list(model.named_parameters())
+    with Monitor(model, path=tmp_path / "m.gdr") as mon:
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        mon.before_step()
+        before = reference.weight_copies(named)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1e-3)  # clipping after the measurement
+        opt.step()
+        expected = reference.weight_stats(named, before)
+        mon.after_step()
+    run = open_run(tmp_path / "m.gdr")
+    _, names, updates = run.series("update_norm")
+    for j, name in enumerate(names):
+        assert close(updates[0, j], expected[name]["update_norm"])
+    assert run.series("grad_norm")[2][0].sum() > 1e-2  # the unclipped gradients were recorded

@@ -114,6 +114,7 @@ class Monitor:
         self.param_schedule = as_schedule(every)
         self.activation_schedule = as_schedule(activations_every)
         self.parameter_names = names
+        self._track_updates = track_updates
         self.params = ParameterProbe(params, track_updates=track_updates and optimizer is not None)
         self.activations = ActivationProbe(select_modules(model, modules))
         self.device = params[0].device
@@ -167,11 +168,29 @@ class Monitor:
 
     def step(self) -> None:
         """Record the current gradients as one step (for training loops without an optimizer)."""
-        self._check_open()
-        if self.optimizer is not None:
-            raise RuntimeError("this Monitor follows optimizer.step(); call mon.step() only without an optimizer")
+        self._check_manual()
         self._measure_before_update()
         self._finish_step()
+
+    def before_step(self) -> None:
+        """Measure gradients and snapshot weights now (manual mode, e.g. a framework callback
+        that sees unscaled, unclipped gradients before its own clipping)."""
+        self._check_manual()
+        self.params.track_updates = self._track_updates
+        self._measure_before_update()
+
+    def after_step(self) -> None:
+        """Measure weights and updates after the optimizer step and close the step (manual mode)."""
+        self._check_manual()
+        self._finish_step()
+
+    def _check_manual(self) -> None:
+        self._check_open()
+        if self.optimizer is not None:
+            raise RuntimeError(
+                "this Monitor follows optimizer.step() through hooks; create it without an optimizer "
+                "(manual=True) to call step(), before_step() or after_step() yourself"
+            )
 
     def _finish_step(self) -> None:
         step = self.step_index
