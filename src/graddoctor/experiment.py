@@ -121,6 +121,13 @@ def _float(value: Any) -> Any:
     return {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}.get(value, value) if isinstance(value, str) else value
 
 
+def _seeded(remedy: Remedy, seed: int) -> Remedy:
+    """The remedy with its random parts (inits, new layers) drawn from ``seed``."""
+    if remedy.components:
+        return chain(*[_seeded(c, seed) for c in remedy.components])
+    return remedy.with_params(seed=seed) if "seed" in remedy.params else remedy
+
+
 def _as_remedy(spec: RemedySpec) -> Remedy:
     if isinstance(spec, Remedy):
         return spec
@@ -207,7 +214,7 @@ def compare(
                     if not ok:
                         record["errors"].append(reason)
                         continue
-                    trial = remedy.apply(trial)
+                    trial = _seeded(remedy, seed).apply(trial)
                 path = out / f"{name.replace('+', '_')}-seed{seed}.gdr"
                 try:
                     losses, seconds = _train(base, trial, steps, path, name, progress)
