@@ -112,6 +112,101 @@ def diagnose(
 
 
 @app.command()
+def compare(
+    target: str = typer.Argument(..., metavar="PKG.MODULE:FUNCTION", help="a function returning a graddoctor.Problem"),
+    remedy: list[str] = typer.Option([], "--remedy", "-r", help="remedy id (repeat; a+b chains); default: the diagnosis's"),
+    steps: int = typer.Option(100, "--steps"),
+    seeds: int = typer.Option(1, "--seeds", help="number of seeds (mean and spread)"),
+    out: Path = typer.Option(Path("runs/compare"), "--out", "-o", help="folder for the run files and comparison.json"),
+    as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
+) -> None:
+    """Run the baseline and remedies side by side from the same start and rank them."""
+    from .diagnosis import checkup as run_checkup
+    from .experiment import compare as run_compare
+    from .remedies import get_remedy
+
+    problem = load_problem(target)
+    specs = [r.split("+") if "+" in r else r for r in remedy]
+    try:
+        for spec in specs:
+            for rid in spec if isinstance(spec, list) else [spec]:
+                get_remedy(rid)
+        if not specs:
+            diagnosis = run_checkup(problem, steps=min(steps, 30), run_path=out / "checkup.gdr")
+            specs = [r for r in diagnosis.remedies() if get_remedy(r).applicable(problem)[0]][:4]
+            console.print(f"diagnosis: {diagnosis.summary} trying: {', '.join(specs) or 'nothing'}")
+        with _trial_progress(len(specs) + 1, seeds, steps) as advance:
+            comparison = run_compare(problem, specs, steps=steps, seeds=seeds, out_dir=out, progress=advance)
+    except (KeyError, ValueError, TypeError) as err:
+        _fail(str(err).strip('"'))
+    if as_json:
+        print(comparison.to_json())
+    else:
+        console.print(comparison)
+        console.print(f"runs and comparison.json in {out}; graddoctor report {out / 'comparison.json'} -o report.html")
+
+
+class _trial_progress:
+    """A rich progress bar over trials x seeds x steps, as a ``progress`` callback."""
+
+    def __init__(self, trials: int, seeds: int, steps: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress = Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                                 console=console, transient=True)
+        self.total = trials * seeds * steps
+        self.steps = steps
+
+    def __enter__(self):
+        self.progress.start()
+        self.task = self.progress.add_task("trials", total=self.total)
+        self.done = 0
+        return self.advance
+
+    def advance(self, name: str, step: int, steps: int) -> None:
+        self.progress.update(self.task, description=name, advance=1)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+@app.command()
+def plot(
+    run_path: Path = typer.Argument(..., metavar="RUN.gdr"),
+    kind: str = typer.Option("gradient_flow", "--kind", "-k", help="gradient_flow, grad_vs_depth, weights, "
+                             "activations, saturation, time_gradients, loss, linear_theory"),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG or SVG file"),
+) -> None:
+    """Draw one figure of a recorded run to a PNG or SVG file."""
+    from .report import save_figure
+    from .store import RunFileError
+
+    try:
+        written = save_figure(run_path, kind, out)
+    except (FileNotFoundError, RunFileError, ValueError) as err:
+        _fail(str(err))
+    console.print(f"wrote {written}")
+
+
+@app.command()
+def report(
+    source: Path = typer.Argument(..., metavar="RUN_OR_COMPARISON", help="a .gdr run, a comparison.json or its folder"),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="the HTML file to write"),
+) -> None:
+    """Write a self-contained HTML report (findings, figures, comparison, metadata)."""
+    from .report.html import comparison_report, run_report
+    from .store import RunFileError
+
+    if source.is_dir():
+        source = source / "comparison.json"
+    try:
+        written = comparison_report(source, out) if source.suffix == ".json" else run_report(source, out)
+    except (FileNotFoundError, RunFileError, ValueError, KeyError) as err:
+        _fail(str(err))
+    console.print(f"wrote {written}")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo-exploding-regression.gdr"), "--out", "-o", help="run file to write"),
     epochs: int = typer.Option(2, help="epochs of 32 batches, as in the seed"),

@@ -95,11 +95,16 @@ def diagnose(run: str | os.PathLike | Run) -> Diagnosis:
     Returns:
         a ``Diagnosis`` whose findings name the problem, the layers and the evidence.
     """
+    opened = not isinstance(run, Run)
     run = open_run(run)
-    view = load_view(run)
-    context = model_context(view)
-    findings = findings_of(view, context)
-    steps = run.steps()
-    return Diagnosis(findings, run_path=str(run.path), model=view.model_type,
-                     steps=int(steps[-1]) + 1 if steps.size else 0,
-                     extra={"zero_lr": context["zero_lr"]} if context["zero_lr"] else {})
+    try:
+        view = load_view(run)
+        context = model_context(view)
+        findings = findings_of(view, context)
+        steps = run.steps()
+        return Diagnosis(findings, run_path=str(run.path), model=view.model_type,
+                         steps=int(steps[-1]) + 1 if steps.size else 0,
+                         extra={"zero_lr": context["zero_lr"]} if context["zero_lr"] else {})
+    finally:
+        if opened:
+            run.close()
