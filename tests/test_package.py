@@ -27,9 +27,11 @@ def test_cli_demo_then_show(tmp_path):
     from graddoctor.cli import app
 
     runner = CliRunner()
-    out = tmp_path / "demo.gdr"
-    result = runner.invoke(app, ["demo", "--out", str(out)])
+    result = runner.invoke(app, ["demo", "exploding-regression", "--out", str(tmp_path / "report")])
+    out = tmp_path / "report" / "runs" / "exploding-regression-walkthrough.gdr"
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "report" / "index.html").exists()
+    assert (tmp_path / "report" / "exploding-regression.html").exists()
     assert "became non-finite at step" in result.output
     assert "nonfinite" in result.output and "exploding_gradients" in result.output
     assert "standardize_target" in result.output

@@ -208,12 +208,40 @@ def report(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo-exploding-regression.gdr"), "--out", "-o", help="run file to write"),
-    epochs: int = typer.Option(2, help="epochs of 32 batches, as in the seed"),
+    name: str | None = typer.Argument(None, help="one scenario (default: all; see graddoctor.scenarios.available())"),
+    out: Path = typer.Option(Path("graddoctor-report"), "--out", "-o", help="folder of the HTML report and runs"),
+    epochs: int = typer.Option(2, help="epochs of seed 004's regression run"),
 ) -> None:
-    """Seed 004's exploding regression (MLP 10-15-1, SGD lr 0.01, MSE) recorded until it ends in NaN."""
+    """Seed 004's exploding regression step by step, then every built-in scenario diagnosed,
+    treated and reported (graddoctor-report/index.html)."""
+    from .demo import run_scenarios
+    from .scenarios import available
+
+    if name is not None and name not in available():
+        _fail(f"no scenario {name!r}; scenarios: {', '.join(available())}")
+    if name in (None, "exploding-regression"):
+        _regression_walkthrough(out / "runs" / "exploding-regression-walkthrough.gdr", epochs)
+    console.rule("[bold]scenarios: diagnosis, literature check, remedies compared")
+    with console.status("working") as status:
+        outcomes = run_scenarios(out, [name] if name else None, progress=lambda m: status.update(m))
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for header in ("scenario", "baseline diagnosis", "variants", "as reported", "best remedy"):
+        table.add_column(header)
+    for o in outcomes:
+        variants = "; ".join(f"{label}: {', '.join(k) or 'healthy'}" for label, k in o.found.items() if label != "baseline")
+        table.add_row(o.name, ", ".join(o.kinds) or "healthy", variants or "-",
+                      "[green]yes[/]" if o.as_expected else "[yellow]differs[/]", o.best_trial or "-")
+    console.print(table)
+    console.print(f"report: {out / 'index.html'}")
+
+
+def _regression_walkthrough(out: Path, epochs: int) -> None:
+    """Seed 004's exploding regression recorded step by step until NaN, then diagnosed."""
     from ._console import layer_table
     from .demo import run_exploding_regression
+    from .diagnosis import diagnose as run_diagnose
     from .layers import layer_rows
 
     console.rule("[bold]graddoctor demo: exploding regression (seed 004)")
@@ -222,7 +250,8 @@ def demo(
     result = run_exploding_regression(out, epochs=epochs, progress=_progress())
     for epoch, loss in enumerate(result.epoch_losses, 1):
         console.print(f"epoch {epoch}: mean loss {loss:.6g}")
-    console.print("first losses: " + ", ".join(f"{v:.3g}" for v in result.losses[: result.first_nonfinite_step + 2]))
+    shown = result.first_nonfinite_step + 2 if result.first_nonfinite_step is not None else 12
+    console.print("first losses: " + ", ".join(f"{v:.3g}" for v in result.losses[:shown]))
     console.print(layer_table(*_rows_at(layer_rows, out, 0), title="step 0: gradients are already large"))
     if result.first_bad_gradient_step is not None:
         bad = result.first_bad_gradient_step
@@ -233,8 +262,6 @@ def demo(
         console.print(f"[bold red]the loss became non-finite at step {result.first_nonfinite_step}[/] "
                       f"(gradients first at step {result.first_bad_gradient_step})")
     console.print(f"run file: {out}  (graddoctor show {out} --step N)")
-    from .diagnosis import diagnose as run_diagnose
-
     console.rule("[bold]diagnosis")
     console.print(run_diagnose(out))
 

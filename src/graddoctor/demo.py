@@ -1,10 +1,16 @@
-"""The built-in demonstration runs behind ``graddoctor demo``."""
+"""The built-in demonstration runs behind ``graddoctor demo``.
+
+``run_exploding_regression`` is seed 004's run, recorded until NaN; ``run_scenarios``
+diagnoses every built-in scenario, checks its variants against what the literature
+reports, compares its remedies and writes one HTML page per scenario plus an index.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,3 +68,82 @@ def run_exploding_regression(path: str | os.PathLike, *, epochs: int = 2, progre
         steps, _, grad_norm = run.series("grad_norm")
     bad = [int(s) for s, row in zip(steps, grad_norm, strict=True) if not np.all(np.isfinite(row))]
     return DemoResult(str(path), losses, epoch_losses, first, bad[0] if bad else None)
+
+
+@dataclass
+class ScenarioOutcome:
+    """What the demo found for one scenario."""
+
+    name: str
+    page: str
+    healthy: bool
+    kinds: list[str]
+    expected: dict[str, list[str]]
+    found: dict[str, list[str]]
+    best_trial: str | None
+
+    @property
+    def as_expected(self) -> bool:
+        """Every configuration diagnosed with at least the kinds the literature implies."""
+        return all(set(kinds) <= set(self.found.get(label, [])) and (kinds or not self.found.get(label))
+                   for label, kinds in self.expected.items())
+
+
+def run_scenarios(out_dir: str | os.PathLike = "graddoctor-report", names: list[str] | None = None, *,
+                  max_remedies: int = 5, progress: Any = None, seed: int = 0) -> list[ScenarioOutcome]:
+    """Diagnose, treat and report every built-in scenario (or ``names``).
+
+    Args:
+        out_dir: where ``index.html``, one page per scenario and the run files go.
+        names: scenario names (default: all of ``graddoctor.scenarios.available()``).
+        max_remedies: remedies compared per scenario (the scenario's own list, in order).
+        progress: called as ``progress(message)`` before each stage.
+    """
+    from .diagnosis import checkup
+    from .experiment import compare
+    from .remedies import get_remedy
+    from .report.html import index_page, run_report
+    from .scenarios import available, get_scenario
+
+    out = Path(out_dir)
+    outcomes = []
+    for name in names or available():
+        scenario = get_scenario(name, seed=seed)
+        folder = out / "runs" / name
+        say = progress or (lambda message: None)
+        say(f"{name}: checkup of the baseline")
+        steps = min(scenario.steps, 40)
+        baseline = checkup(scenario.baseline, steps=steps, run_path=folder / "baseline.gdr")
+        found = {"baseline": baseline.kinds()}
+        for label, problem in scenario.variants.items():
+            say(f"{name}: checkup of {label}")
+            found[label] = checkup(problem, steps=steps, run_path=folder / f"variant-{_slug(label)}.gdr").kinds()
+        remedies = [r for r in scenario.remedies if get_remedy(r).applicable(scenario.baseline)[0]][:max_remedies]
+        say(f"{name}: comparing {', '.join(remedies)}")
+        comparison = compare(scenario.baseline, remedies, steps=scenario.steps, out_dir=folder / "compare")
+        page = out / f"{name}.html"
+        intro = f"{scenario.title}. {scenario.claim} Source: {scenario.source}. " + _expectation_text(
+            scenario.expected_findings, found)
+        extra = [("linear_theory", {})] if name == "deep-linear" else []
+        run_report(baseline.run_path, page, title=f"{name}: {scenario.title}", diagnosis=baseline,
+                   comparison=comparison, intro=intro, extra_figures=extra)
+        outcomes.append(ScenarioOutcome(name, page.name, baseline.healthy, baseline.kinds(),
+                                        dict(scenario.expected_findings), found, comparison.best.name))
+    entries = [{"href": o.page, "title": o.name, "healthy": o.as_expected,
+                "claim": get_scenario(o.name, seed=seed).claim,
+                "summary": ("as the literature reports" if o.as_expected else "differs from the literature")
+                + (f" · best: {o.best_trial}" if o.best_trial else "")} for o in outcomes]
+    index_page(entries, out / "index.html")
+    return outcomes
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label).strip("-")
+
+
+def _expectation_text(expected: dict[str, list[str]], found: dict[str, list[str]]) -> str:
+    parts = []
+    for label, kinds in expected.items():
+        got = found.get(label, [])
+        parts.append(f"{label}: expected {', '.join(kinds) or 'healthy'}, found {', '.join(got) or 'healthy'}")
+    return "Diagnoses: " + "; ".join(parts) + "."
