@@ -112,19 +112,21 @@ def run_scenarios(out_dir: str | os.PathLike = "graddoctor-report", names: list[
         folder = out / "runs" / name
         say = progress or (lambda message: None)
         say(f"{name}: checkup of the baseline")
-        steps = min(scenario.steps, 40)
+        steps = scenario.steps
         baseline = checkup(scenario.baseline, steps=steps, run_path=folder / "baseline.gdr")
         found = {"baseline": baseline.kinds()}
         for label, problem in scenario.variants.items():
             say(f"{name}: checkup of {label}")
             found[label] = checkup(problem, steps=steps, run_path=folder / f"variant-{_slug(label)}.gdr").kinds()
-        remedies = [r for r in scenario.remedies if get_remedy(r).applicable(scenario.baseline)[0]][:max_remedies]
+        # remedies treat the sick configuration (for selu that is a variant: its baseline is healthy)
+        sick = scenario.variants.get(scenario.notes.get("compare_on", ""), scenario.baseline)
+        remedies = [r for r in scenario.remedies if get_remedy(r).applicable(sick)[0]][:max_remedies]
         say(f"{name}: comparing {', '.join(remedies)}")
-        comparison = compare(scenario.baseline, remedies, steps=scenario.steps, out_dir=folder / "compare")
+        comparison = compare(sick, remedies, steps=scenario.steps, out_dir=folder / "compare")
         page = out / f"{name}.html"
         intro = f"{scenario.title}. {scenario.claim} Source: {scenario.source}. " + _expectation_text(
             scenario.expected_findings, found)
-        extra = [("linear_theory", {})] if name == "deep-linear" else []
+        extra = _linear_theory_runs(folder, scenario.notes) if name == "deep-linear" else []
         run_report(baseline.run_path, page, title=f"{name}: {scenario.title}", diagnosis=baseline,
                    comparison=comparison, intro=intro, extra_figures=extra)
         outcomes.append(ScenarioOutcome(name, page.name, baseline.healthy, baseline.kinds(),
@@ -135,6 +137,25 @@ def run_scenarios(out_dir: str | os.PathLike = "graddoctor-report", names: list[
                 + (f" · best: {o.best_trial}" if o.best_trial else "")} for o in outcomes]
     index_page(entries, out / "index.html")
     return outcomes
+
+
+def _linear_theory_runs(folder: Path, notes: dict) -> list[tuple[str, dict]]:
+    """Seed 003's chain fed one input x with loss a_n, recorded once per w, for the
+    measured-vs-closed-form figure (the figure reads w, b, x from each run's config)."""
+    import torch
+
+    from .theory import build_linear_chain
+
+    n, b, x = int(notes.get("n", 30)), float(notes.get("b", 0.01)), 1.0
+    figures = []
+    for w in (0.5, 1.0, 1.5):
+        model = build_linear_chain(n, w, b)
+        path = folder / f"linear-theory-w{w}.gdr"
+        with Monitor(model, path=path, overwrite=True, activations_every=1, config={"w": w, "b": b, "x": x}) as mon:
+            model(torch.full((1, 1), x, dtype=torch.float64)).sum().backward()
+            mon.step()
+        figures.append(("linear_theory", {"run": str(path)}))
+    return figures
 
 
 def _slug(label: str) -> str:

@@ -208,7 +208,8 @@ def run_report(run_path: str | os.PathLike, out: str | os.PathLike, *, title: st
         diagnosis: reuse a diagnosis (default: ``diagnose(run_path)``).
         comparison: a ``Comparison`` (or its dict) to add as a ranked table with figures.
         intro: a paragraph of plain text shown first (escaped).
-        extra_figures: ``(kind, options)`` pairs drawn on this run in addition.
+        extra_figures: ``(kind, options)`` pairs drawn in addition, on this run or on
+            ``options["run"]`` when given.
     """
     diagnosis = diagnosis if diagnosis is not None else diagnose(run_path)
     sections = []
@@ -219,7 +220,11 @@ def run_report(run_path: str | os.PathLike, out: str | os.PathLike, *, title: st
         sections.append(comparison_section(comparison))
     sections.append(figures_section(run_path))
     if extra_figures:
-        items = "".join(figure_html(kind, run_path, **options) for kind, options in extra_figures)
+        items = []
+        for kind, options in extra_figures:
+            options = dict(options)
+            items.append(figure_html(kind, options.pop("run", run_path), **options))
+        items = "".join(items)
         sections.append(f"<section><h2>Theory</h2><div class=\"figures\">{items}</div></section>")
     sections.append(metadata_section(run_path))
     out = Path(out)
