@@ -14,6 +14,15 @@ Gradients are read in the optimizer's step pre-hook (after GradScaler's unscale 
 before any clipping an optimizer wrapper does), weights and updates in the post-hook.
 Statistics stay on the device until the writer commits a batch of steps: then every
 pending vector and tensor scalar goes to the host in a single transfer.
+
+Under ``torch.distributed`` (see ``graddoctor.integrations.distributed``) a DDP model is
+measured on rank 0 only (its gradients are already averaged; other ranks write nothing
+and never block), an FSDP model on every rank's shards with one all-reduce (SUM) of
+stacked squared norms and counts, and one (MAX) of max-norms, per recorded step; only
+rank 0 writes the run file. Names are the plain model's (DDP's ``module.``
+prefix is stripped), so a distributed run compares column by column with a single-process
+one. With ``scaler=`` (a ``torch.amp.GradScaler``) every step records ``amp_scale``, and a
+step the scaler skips for inf/NaN gradients is still recorded, with ``amp_skipped = 1``.
 """
 
 from __future__ import annotations
@@ -28,37 +37,17 @@ import torch
 from torch import nn
 
 from . import __version__
+from .integrations.amp import ScalerWatch, amp_attributes, check_scaler
+from .integrations.distributed import NullWriter, detect_layout, reduce_parameter_stats
+from .probes._wrappers import unwrap_model
 from .probes.activations import ACTIVATION_STATS, ActivationProbe, select_modules
 from .probes.parameters import GRAD_STATS, PARAMETER_STATS, ParameterProbe, trainable_parameters
+from .probes.structure import model_summary
 from .schedules import Schedule, as_schedule
 from .store import Run, RunWriter, open_run
 
 PARAMETERS = "parameters"
 MODULES = "modules"
-
-
-def model_summary(model: nn.Module) -> dict[str, Any]:
-    """Each module's name, type, depth and parameters (shapes, counts), in model order."""
-    modules = []
-    for index, (name, module) in enumerate(model.named_modules()):
-        params = [
-            {"name": p_name, "shape": list(p.shape), "numel": p.numel(), "trainable": p.requires_grad}
-            for p_name, p in module.named_parameters(recurse=False)
-        ]
-        modules.append(
-            {
-                "index": index,
-                "name": name,
-                "type": type(module).__name__,
-                "depth": 0 if name == "" else name.count(".") + 1,
-                "leaf": not any(True for _ in module.children()),
-                "params": params,
-                "param_count": sum(p["numel"] for p in params),
-            }
-        )
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"type": type(model).__name__, "modules": modules, "param_count": total, "trainable_count": trainable}
 
 
 def default_run_path(folder: str | os.PathLike = "runs") -> Path:
@@ -72,6 +61,7 @@ class Monitor:
 
     Args:
         model: the model to watch (it is never modified; every hook is removed on close).
+            A DDP / FSDP / ``torch.compile`` wrapper is fine: names are the plain model's.
         optimizer: its ``step()`` marks a training step. Without one, call ``mon.step()``
             after ``backward()``.
         path: the ``.gdr`` run file (default ``runs/run-<time>.gdr``).
@@ -82,6 +72,11 @@ class Monitor:
         config: JSON-serialisable user configuration stored with the run.
         commit_every, commit_seconds: commit the run file every N steps or T seconds.
         overwrite: replace an existing run file.
+        scaler: the ``torch.amp.GradScaler`` of the loop: records ``amp_scale`` every step
+            and the steps it skips (``amp_skipped``), which the optimizer never sees.
+        distributed: ``"auto"`` (detect DDP / FSDP once ``torch.distributed`` is
+            initialised), ``"replicated"``, ``"sharded"``, or ``"off"`` (every process
+            records its own run; give each its own path).
     """
 
     def __init__(
@@ -98,38 +93,51 @@ class Monitor:
         commit_every: int = 25,
         commit_seconds: float = 2.0,
         overwrite: bool = False,
+        scaler: Any = None,
+        distributed: str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"Monitor needs a torch.nn.Module, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
-        names, params, frozen = trainable_parameters(model)
+        if scaler is not None:
+            check_scaler(scaler)
+        inner = unwrap_model(model)
+        names, params, frozen = trainable_parameters(inner)
         if not params:
             raise ValueError(
-                f"{type(model).__name__} has no trainable parameters (none with requires_grad): "
+                f"{type(inner).__name__} has no trainable parameters (none with requires_grad): "
                 "there are no gradients to monitor"
             )
+        self.layout = detect_layout(model, params, names, distributed)
         self.model = model
         self.optimizer = optimizer
+        self.scaler = scaler
         self.param_schedule = as_schedule(every)
         self.activation_schedule = as_schedule(activations_every)
         self.parameter_names = names
         self._track_updates = track_updates
         self.params = ParameterProbe(params, track_updates=track_updates and optimizer is not None)
-        self.activations = ActivationProbe(select_modules(model, modules))
+        self.activations = ActivationProbe(select_modules(inner, modules))
         self.device = params[0].device
         self.path = Path(path) if path is not None else default_run_path()
-        self.writer = RunWriter(self.path, commit_every=commit_every, commit_seconds=commit_seconds, overwrite=overwrite)
+        if self.layout.recording:
+            self.writer = RunWriter(self.path, commit_every=commit_every, commit_seconds=commit_seconds,
+                                    overwrite=overwrite)
+        else:  # another rank records: no file, nothing written
+            self.writer = NullWriter(self.path)
         self.writer.set_meta(
             {
                 "graddoctor_version": __version__,
                 "torch_version": torch.__version__,
                 "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(),
                 "config": config or {},
-                "model": model_summary(model),
+                "model": model_summary(inner),
                 "frozen_parameters": frozen,
                 "device": str(self.device),
                 "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+                "distributed": self.layout.to_meta(),
+                "amp_scaler": type(scaler).__name__ if scaler is not None else None,
             }
         )
         self.writer.define_group(PARAMETERS, names)
@@ -141,6 +149,7 @@ class Monitor:
         self._grads: torch.Tensor | None = None
         self._module_stats: torch.Tensor | None = None
         self._time_grads: dict[str, torch.Tensor] = {}
+        self._found_inf: torch.Tensor | None = None
         self._step_clock = time.perf_counter()
         self._order_saved = False
         self._handles: list[Any] = []
@@ -148,19 +157,32 @@ class Monitor:
         if optimizer is not None:
             self._handles.append(optimizer.register_step_pre_hook(self._on_pre_step))
             self._handles.append(optimizer.register_step_post_hook(self._on_post_step))
+        if scaler is not None:
+            self._handles.append(ScalerWatch(scaler, self._on_scaler_step))
         self._arm_activations()
+
+    @property
+    def recording(self) -> bool:
+        """Whether this process writes the run file (False on ranks other than 0 under DDP/FSDP)."""
+        return self.layout.recording
 
     # -- the step --------------------------------------------------------------------
     def _on_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._found_inf, grad_scale = amp_attributes(optimizer)
         self._measure_before_update()
+        if grad_scale is not None and self._grads is not None:  # a self-unscaling (fused) optimizer
+            self._grads[:2] /= grad_scale.to(self._grads.device, torch.float32)
 
     def _on_post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._finish_step()
 
-    def _measure_before_update(self) -> None:
+    def _measure_before_update(self, snapshot: bool = True) -> None:
+        if not self.layout.measuring:
+            return
         if self.param_schedule(self.step_index):
             self._grads = self.params.measure_grads()
-            self.params.snapshot()
+            if snapshot:
+                self.params.snapshot()
         if self.activations.installed:
             self.activations.remove()
             self._module_stats = self.activations.collect(self.device)
@@ -192,14 +214,24 @@ class Monitor:
                 "(manual=True) to call step(), before_step() or after_step() yourself"
             )
 
-    def _finish_step(self) -> None:
+    def _finish_step(self, skipped: bool = False) -> None:
         step = self.step_index
+        if self.layout.measuring:
+            self._record_step(step, skipped)
+        self.step_index += 1
+        self._arm_activations()
+
+    def _record_step(self, step: int, skipped: bool) -> None:
         if self.writer.commit_due():  # commit complete steps, with what log() added to them
             self.flush()
         self.writer.mark_step(step)
         if self._grads is not None:
-            weights = self.params.measure_weights()
-            self._pending.append((step, "stats", PARAMETERS, torch.cat([self._grads, weights])))
+            weights = self.params.measure_weights(unchanged=skipped)
+            stats = torch.cat([self._grads, weights])
+            # sharded parameters: the step's collective (every rank, same schedule)
+            stats = reduce_parameter_stats(stats, self.params.grad_present, self.layout)
+            if self.recording:
+                self._pending.append((step, "stats", PARAMETERS, stats))
             self._grads = None
         if self._module_stats is not None:
             self._pending.append((step, "stats", MODULES, self._module_stats))
@@ -214,11 +246,32 @@ class Monitor:
         now = time.perf_counter()
         self._scalar(step, "time/step", now - self._step_clock)
         self._step_clock = now
-        self.step_index += 1
-        self._arm_activations()
+
+    def _on_scaler_step(self, optimizer: torch.optim.Optimizer, stepped: bool, scale: Any) -> None:
+        """After ``scaler.step(optimizer)``: record the scale, and a step the scaler skipped."""
+        if self.closed:
+            return
+        if self.optimizer is None:  # manual mode: the framework closes the step with after_step()
+            self._amp_scalars(self.step_index, scale, 0.0 if stepped else 1.0)
+        elif optimizer is not self.optimizer:
+            return
+        elif stepped:
+            found_inf, self._found_inf = self._found_inf, None
+            skipped = 0.0 if found_inf is None else (found_inf > 0).float()
+            self._amp_scalars(self.step_index - 1, scale, skipped)
+        else:  # no optimizer hook fired: record the gradients as they are (unscaled, inf/NaN)
+            step = self.step_index
+            self._measure_before_update(snapshot=False)
+            self._finish_step(skipped=True)
+            self._amp_scalars(step, scale, 1.0)
+
+    def _amp_scalars(self, step: int, scale: Any, skipped: Any) -> None:
+        if scale is not None:
+            self._scalar(step, "amp_scale", scale)
+        self._scalar(step, "amp_skipped", skipped)
 
     def _arm_activations(self) -> None:
-        if self.activation_schedule(self.step_index) and self.activations.modules:
+        if self.recording and self.activation_schedule(self.step_index) and self.activations.modules:
             self.activations.install()
 
     def _save_execution_order(self) -> None:
@@ -234,7 +287,7 @@ class Monitor:
             step: the step to attach them to (default: the step ``optimizer.step()`` just
                 finished, or step 0 before any).
             **scalars: floats or 0-d tensors (tensors are moved to the host with the next
-                batch, not now).
+                batch, not now). Ignored on ranks that do not record.
         """
         self._check_open()
         target = max(self.step_index - 1, 0) if step is None else int(step)
@@ -245,7 +298,8 @@ class Monitor:
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
                 raise ValueError(f"scalar {name!r} must have one element, got shape {tuple(value.shape)}")
-            self._pending.append((step, "scalar", name, value.detach().reshape(())))
+            if self.recording:
+                self._pending.append((step, "scalar", name, value.detach().reshape(())))
         elif value is None:
             self.writer.add_scalar(step, name, None)
         else:
@@ -293,7 +347,12 @@ class Monitor:
             self.closed = True
 
     def run(self) -> Run:
-        """Flush and open the run file for reading."""
+        """Flush and open the run file for reading (on the recording rank)."""
+        if not self.recording:
+            raise RuntimeError(
+                f"rank {self.layout.rank} records nothing: rank 0 writes {self.path}; "
+                "open it there (check mon.recording first)"
+            )
         if not self.closed:
             self.flush()
         return open_run(self.path)

@@ -9,6 +9,7 @@ import numpy as np
 from ..store import Run, open_run
 from . import thresholds as T
 from ._profile import RECURRENT_TYPES, RELU_TYPES, SATURATING_TYPES, RunView, load_view
+from .amp import amp_findings, skipping_transient_amp_steps
 from .depth import activation_depth_findings, gradient_depth_findings
 from .findings import Diagnosis, Finding
 from .nonfinite import nonfinite_findings
@@ -17,15 +18,20 @@ from .steps import step_findings
 from .time_axis import time_findings
 from .units import dead_unit_findings, saturation_findings
 
-DETECTORS = (
-    nonfinite_findings,
-    step_findings,
-    gradient_depth_findings,
-    time_findings,
-    activation_depth_findings,
-    saturation_findings,
-    dead_unit_findings,
-)
+# Steps GradScaler skipped are hidden from every detector while they are transient
+# (see diagnosis.amp); a persistent collapse is amp_findings' own finding.
+DETECTORS = tuple(
+    skipping_transient_amp_steps(detector)
+    for detector in (
+        nonfinite_findings,
+        step_findings,
+        gradient_depth_findings,
+        time_findings,
+        activation_depth_findings,
+        saturation_findings,
+        dead_unit_findings,
+    )
+) + (amp_findings,)
 
 
 def model_context(view: RunView) -> dict:

@@ -35,6 +35,7 @@ KINDS = (
     "vanishing_activations",
     "saturated_activations",
     "dead_units",
+    "amp_scale_collapse",
 )
 
 

@@ -63,6 +63,8 @@ def choose_remedies(finding: Finding, context: dict) -> list[str]:
                 "batchnorm", "init_lsuv", "lower_lr"]
     if kind == "saturated_activations":
         return ["swap_activation", "batchnorm", "init_glorot"]
+    if kind == "amp_scale_collapse":  # fp16 overflow at any scale; bf16 advice is in the evidence
+        return (["standardize_target"] if huge else []) + ["lower_lr", "clip_norm"]
     if kind == "dead_units":
         return ["swap_activation", "init_he", "lower_lr", "batchnorm"]
     return []

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 import torch
 
 _HAS_FOREACH_NORM = hasattr(torch, "_foreach_norm")
+# half-precision tensors are reduced in float32: an fp16 sum of squares overflows at a
+# norm of 65504 and a bf16 result keeps 3 significant digits
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def _dense(tensor: torch.Tensor) -> torch.Tensor:
@@ -37,7 +40,8 @@ def norms(tensors: Sequence[torch.Tensor], ord: float = 2.0, device: torch.devic
 
     .. math:: n_i = \lVert \mathrm{vec}(T_i) \rVert_{p}
 
-    ``ord=inf`` gives ``max |T_i|``. Empty tensors give 0.
+    ``ord=inf`` gives ``max |T_i|``. Empty tensors give 0. Half-precision tensors
+    (fp16, bf16) are accumulated in float32.
 
     Args:
         tensors: the tensors (dense or sparse).
@@ -54,15 +58,7 @@ def norms(tensors: Sequence[torch.Tensor], ord: float = 2.0, device: torch.devic
     groups = group_by_device_dtype(dense)
     out = None if len(groups) == 1 else torch.empty(len(dense), dtype=torch.float32, device=device)
     for idx in groups.values():
-        members = [dense[i] for i in idx]
-        fused = _HAS_FOREACH_NORM and all(m.numel() > 0 for m in members)
-        if fused:
-            try:
-                values = torch._foreach_norm(members, ord)
-            except (RuntimeError, NotImplementedError):
-                fused = False
-        if not fused:
-            values = [_plain_norm(m, ord) for m in members]
+        values = _same_kind_norms([dense[i] for i in idx], ord)
         stacked = torch.stack([v.to(torch.float32) for v in values]).to(device)
         if out is None:
             return stacked
@@ -70,11 +66,33 @@ def norms(tensors: Sequence[torch.Tensor], ord: float = 2.0, device: torch.devic
     return out
 
 
+def _same_kind_norms(members: list[torch.Tensor], ord: float) -> list[torch.Tensor]:
+    # one fused kernel over the non-empty tensors of one (device, dtype) group; empty
+    # tensors (e.g. a parameter held by another rank's FSDP shard) give 0
+    filled = [i for i, m in enumerate(members) if m.numel() > 0]
+    values = [torch.zeros((), dtype=torch.float32, device=m.device) for m in members]
+    if _HAS_FOREACH_NORM and filled:
+        chosen = [members[i] for i in filled]
+        try:
+            if chosen[0].dtype in _LOW_PRECISION:
+                fused = torch._foreach_norm(chosen, ord, dtype=torch.float32)
+            else:
+                fused = torch._foreach_norm(chosen, ord)
+        except (RuntimeError, NotImplementedError):
+            fused = [_plain_norm(m, ord) for m in chosen]
+        for i, value in zip(filled, fused, strict=True):
+            values[i] = value
+        return values
+    return [_plain_norm(m, ord) for m in members]
+
+
 def _plain_norm(tensor: torch.Tensor, ord: float) -> torch.Tensor:
     if tensor.numel() == 0:
         return torch.zeros((), dtype=torch.float32, device=tensor.device)
     if math.isinf(ord):
         return tensor.detach().abs().max().to(torch.float32)
+    if tensor.dtype in _LOW_PRECISION:
+        return torch.linalg.vector_norm(tensor.detach(), ord, dtype=torch.float32)
     return torch.linalg.vector_norm(tensor.detach(), ord)
 
 

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._wrappers import named_modules
+
 ACTIVATION_STATS = ("act_mean", "act_std", "act_saturated", "act_dead", "act_nonfinite", "out_grad_norm")
 SATURATION_MARGIN = 0.01  # "within 1% of the bounds", as a fraction of the output range
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -66,10 +68,13 @@ def select_modules(model: nn.Module, patterns: str | Sequence[str] = "leaf") -> 
         patterns: ``"leaf"`` (modules without children), ``"all"``, or glob patterns
             matched against ``model.named_modules()`` names (e.g. ``["encoder.*", "head"]``).
 
+    Names are those of the plain model: DDP's ``module.`` and FSDP1's
+    ``_fsdp_wrapped_module.`` are left out (see ``probes._wrappers``).
+
     Raises:
         ValueError: a pattern matches no module (the message lists some names).
     """
-    named = list(model.named_modules())
+    named = list(named_modules(model))
     if patterns == "leaf":
         return [(n, m) for n, m in named if not any(True for _ in m.children())]
     if patterns == "all":

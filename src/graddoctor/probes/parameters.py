@@ -2,6 +2,10 @@
 
 Everything stays on the device: each measure returns one stacked ``[n_stats, n_params]``
 float32 tensor, NaN where a parameter has no gradient this step.
+
+Sharded parameters (FSDP2's DTensor, FSDP1's flat views) are measured on the part this
+process holds; ``graddoctor.integrations.distributed`` combines the parts into global
+statistics.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import torch
 from torch import nn
 
 from ._foreach import differences_norms, max_abs, nonfinite_counts, norms
+from ._wrappers import named_parameters
 
 GRAD_STATS = ("grad_norm", "grad_max", "grad_nonfinite")
 WEIGHT_STATS = ("weight_norm", "update_norm", "update_ratio")
@@ -19,15 +24,29 @@ PARAMETER_STATS = GRAD_STATS + WEIGHT_STATS
 
 
 def trainable_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter], list[str]]:
-    """Trainable parameters by their first name (tied weights appear once) and frozen names."""
+    """Trainable parameters by their first name (tied weights appear once) and frozen names.
+
+    Names are the plain model's: wrapper components (FSDP1's ``_fsdp_wrapped_module``,
+    ``_orig_mod``...) are left out; pass DDP's ``.module`` (``unwrap_model``) for DDP.
+    """
     names, params, frozen = [], [], []
-    for name, param in model.named_parameters():  # deduplicates shared tensors
+    for name, param in named_parameters(model):  # deduplicates shared tensors
         if param.requires_grad:
             names.append(name)
             params.append(param)
         else:
             frozen.append(name)
     return names, params, frozen
+
+
+def local_part(tensor: torch.Tensor) -> torch.Tensor:
+    """The part of a tensor this process holds: ``DTensor.to_local()``, else the tensor itself."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local() if callable(to_local) and hasattr(tensor, "placements") else tensor
+
+
+def _itself(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
 class ParameterProbe:
@@ -43,6 +62,9 @@ class ParameterProbe:
         self.track_updates = track_updates
         self._scratch: list[torch.Tensor] | None = None
         self._have_snapshot = False
+        self.grad_present: list[bool] = [False] * len(self.params)
+        # DTensor parameters (FSDP2) are read through their local shard
+        self._local = local_part if any(hasattr(p, "placements") for p in self.params) else _itself
 
     @property
     def device(self) -> torch.device:
@@ -52,9 +74,10 @@ class ParameterProbe:
         """``[3, P]``: L2 norm, max |g| and non-finite count of every gradient."""
         out = torch.full((len(GRAD_STATS), len(self.params)), float("nan"), device=self.device)
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
+        self.grad_present = [p.grad is not None for p in self.params]
         if not present:
             return out
-        grads = [self.params[i].grad.detach() for i in present]
+        grads = [self._local(self.params[i].grad.detach()) for i in present]
         grad_norm = norms(grads, 2.0, self.device)
         # A finite L2 norm proves every entry finite: count entries only when one is not.
         # This is the step's one host sync; healthy steps skip the counting pass.
@@ -73,21 +96,31 @@ class ParameterProbe:
         if not self.track_updates:
             return
         with torch.no_grad():
-            if self._scratch is None:
-                self._scratch = [p.detach().clone() for p in self.params]
+            weights = [self._local(p.detach()) for p in self.params]
+            if self._scratch is None or any(s.shape != w.shape for s, w in zip(self._scratch, weights, strict=True)):
+                self._scratch = [w.clone() for w in weights]
             else:
                 try:
-                    torch._foreach_copy_(self._scratch, [p.detach() for p in self.params])
+                    torch._foreach_copy_(self._scratch, weights)
                 except (RuntimeError, AttributeError):
-                    for s, p in zip(self._scratch, self.params, strict=True):
-                        s.copy_(p.detach())
+                    for s, w in zip(self._scratch, weights, strict=True):
+                        s.copy_(w)
         self._have_snapshot = True
 
-    def measure_weights(self) -> torch.Tensor:
-        """``[3, P]``: weight norm after the step, update norm, and their ratio (NaN for a zero weight)."""
+    def measure_weights(self, unchanged: bool = False) -> torch.Tensor:
+        """``[3, P]``: weight norm after the step, update norm, and their ratio (NaN for a zero weight).
+
+        Args:
+            unchanged: the optimizer did not step (e.g. GradScaler skipped it): the update is 0.
+        """
         with torch.no_grad():
-            weights = [p.detach() for p in self.params]
+            weights = [self._local(p.detach()) for p in self.params]
             weight_norm = norms(weights, 2.0, self.device)
+            if unchanged:
+                self._have_snapshot = False
+                zero = torch.zeros_like(weight_norm)
+                ratio = torch.where(weight_norm > 0, zero, torch.full_like(weight_norm, float("nan")))
+                return torch.stack([weight_norm, zero, ratio])
             if not self._have_snapshot:
                 nan = torch.full_like(weight_norm, float("nan"))
                 return torch.stack([weight_norm, nan, nan])

@@ -1,0 +1,185 @@
+r"""``amp_scale_collapse``: the loss scale of ``torch.amp.GradScaler`` falling for good.
+
+Dynamic loss scaling (Micikevicius et al. 2018, "Mixed Precision Training") multiplies
+the loss by a scale :math:`S` so that small float16 gradients do not underflow. A step
+whose scaled gradients overflow is skipped and :math:`S` is halved; after a run of
+clean steps (2000 by default) it doubles. Skips are part of normal operation: the first
+steps calibrate :math:`S` down from :math:`2^{16}`, and an occasional overflow costs one
+step. A monitor that calls those steps exploding or non-finite is wrong, so skipped
+steps (``amp_skipped = 1``, recorded by ``Monitor(..., scaler=scaler)``) are taken out of
+the other detectors' view while they stay transient.
+
+They are persistent, and a finding of their own, when the scale collapses
+
+.. math::
+    \log_2 \frac{S_0}{S_\text{last}} > 10
+
+(ten more halvings than doublings), or when more than half of the last 20 steps were
+skipped. Then the gradients overflow float16 even at a small scale (or are NaN), and the
+skipped steps go back into the view, so ``nonfinite`` and ``exploding_gradients`` see them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..layers import owner_module
+from ..store import Run
+from ._common import rounded
+from ._profile import RunView
+from .findings import Finding
+
+# Ten net halvings: 2^16 -> 2^6. A healthy fp16 run settles a few halvings below its start
+# and stays there (the scale only grows back every 2000 clean steps).
+COLLAPSE_HALVINGS = 10.0
+# More than half of the last 20 steps skipped: more skipped than trained.
+SKIPPED_WINDOW = 20
+SKIPPED_FRACTION = 0.5
+# A scale below 1 divides the gradients: even unscaled they overflow (or are NaN).
+CRITICAL_SCALE = 1.0
+
+Detector = Callable[[RunView, dict], list[Finding]]
+
+
+@dataclasses.dataclass
+class ScalerHistory:
+    """The recorded ``amp_skipped`` and ``amp_scale`` scalars of a run."""
+
+    steps: np.ndarray
+    skipped: np.ndarray
+    scale_steps: np.ndarray
+    scales: np.ndarray
+
+    @property
+    def skipped_steps(self) -> np.ndarray:
+        return self.steps[self.skipped > 0]
+
+    def halvings(self) -> float:
+        r""":math:`\log_2(S_0 / S_\text{last})` over the finite positive scales (0 without any)."""
+        good = self.scales[np.isfinite(self.scales)]
+        if good.size < 2:
+            return 0.0
+        first, last = good[0], good[-1]
+        if first <= 0:
+            return 0.0
+        return math.inf if last <= 0 else float(np.log2(first / last))
+
+    def recent_skipped_fraction(self) -> float | None:
+        """The fraction of the last ``SKIPPED_WINDOW`` steps skipped (None before that many)."""
+        if self.skipped.size < SKIPPED_WINDOW:
+            return None
+        return float(np.mean(self.skipped[-SKIPPED_WINDOW:] > 0))
+
+    def collapsed(self) -> bool:
+        """The persistent case: the scale fell by more than ``2^10``, or most recent steps skipped."""
+        fraction = self.recent_skipped_fraction()
+        return self.halvings() > COLLAPSE_HALVINGS or (fraction is not None and fraction > SKIPPED_FRACTION)
+
+
+def scaler_history(run: Run) -> ScalerHistory | None:
+    """The run's GradScaler record, or None when it was not recorded with a scaler."""
+    names = set(run.scalar_names())
+    if "amp_skipped" not in names:
+        return None
+    steps, skipped = run.scalars("amp_skipped")
+    scale_steps, scales = run.scalars("amp_scale") if "amp_scale" in names else (np.zeros(0, np.int64), np.zeros(0))
+    return ScalerHistory(steps, np.nan_to_num(skipped), scale_steps, scales)
+
+
+def transient_skipped_steps(run: Run) -> np.ndarray:
+    """The steps GradScaler skipped, when the skips are transient (empty when they persist)."""
+    history = scaler_history(run)
+    if history is None or history.collapsed():
+        return np.zeros(0, dtype=np.int64)
+    return history.skipped_steps
+
+
+def without_steps(view: RunView, steps: np.ndarray) -> RunView:
+    """A copy of ``view`` whose parameter and module rows at ``steps`` are left out."""
+    keep_params = ~np.isin(view.param_steps, steps)
+    keep_modules = ~np.isin(view.module_steps, steps)
+    return dataclasses.replace(
+        view,
+        param_steps=view.param_steps[keep_params],
+        param_stats={k: v[keep_params] for k, v in view.param_stats.items()},
+        module_steps=view.module_steps[keep_modules],
+        module_stats={k: v[keep_modules] for k, v in view.module_stats.items()},
+    )
+
+
+def skipping_transient_amp_steps(detector: Detector) -> Detector:
+    """``detector`` run on the view without the steps GradScaler skipped, while they are transient."""
+
+    @functools.wraps(detector)
+    def run_detector(view: RunView, context: dict) -> list[Finding]:
+        skipped = transient_skipped_steps(view.run)
+        return detector(without_steps(view, skipped) if skipped.size else view, context)
+
+    return run_detector
+
+
+def amp_findings(view: RunView, context: dict) -> list[Finding]:
+    """``amp_scale_collapse`` when GradScaler's scale collapses or most recent steps are skipped."""
+    history = scaler_history(view.run)
+    if history is None or not history.collapsed():
+        return []
+    halvings = history.halvings()
+    fraction = history.recent_skipped_fraction()
+    good = history.scales[np.isfinite(history.scales)]
+    evidence: dict = {
+        "skipped_steps": int((history.skipped > 0).sum()),
+        "steps": int(history.skipped.size),
+        "first_skipped_step": int(history.skipped_steps[0]) if history.skipped_steps.size else None,
+        "advice": "train in bfloat16 (torch.autocast(dtype=torch.bfloat16)), which needs no loss scaling",
+    }
+    if good.size:
+        evidence.update(scale_start=rounded(good[0]), scale_last=rounded(good[-1]), scale_min=rounded(good.min()),
+                        halvings=rounded(halvings) if math.isfinite(halvings) else "inf")
+    if fraction is not None:
+        evidence.update(skipped_fraction_recent=rounded(fraction), window=SKIPPED_WINDOW)
+    stalled = fraction is not None and fraction >= 1.0
+    tiny = good.size > 0 and good[-1] < CRITICAL_SCALE
+    severity = "critical" if stalled or tiny else "warning"
+    parts = []
+    if good.size and halvings > COLLAPSE_HALVINGS:
+        parts.append(f"the loss scale fell from {good[0]:.4g} to {good[-1]:.4g}")
+    if fraction is not None and fraction > SKIPPED_FRACTION:
+        parts.append(f"{fraction:.0%} of the last {SKIPPED_WINDOW} steps were skipped")
+    message = (
+        f"GradScaler keeps skipping steps: {' and '.join(parts)}. The gradients overflow float16 "
+        "even at a small scale (or are NaN); lower the learning rate, clip the gradient norm after "
+        "scaler.unscale_(), or train in bfloat16."
+    )
+    return [Finding("amp_scale_collapse", severity, _overflowing_layers(view, history.skipped_steps),
+                    _first_collapse_step(history), evidence, message)]
+
+
+def _first_collapse_step(history: ScalerHistory) -> int | None:
+    finite = np.isfinite(history.scales) & (history.scales > 0)
+    if finite.any():
+        start = history.scales[finite][0]
+        fell = np.nonzero(finite & (history.scales < start / 2.0**COLLAPSE_HALVINGS))[0]
+        fell = fell if fell.size else np.nonzero(history.scales <= 0)[0]
+        if fell.size:
+            return int(history.scale_steps[fell[0]])
+    window = history.steps[-SKIPPED_WINDOW:][history.skipped[-SKIPPED_WINDOW:] > 0]
+    return int(window[0]) if window.size else None
+
+
+def _overflowing_layers(view: RunView, skipped: np.ndarray, count: int = 3) -> list[str]:
+    """The modules with the most non-finite gradient entries over the skipped steps."""
+    counts = view.param_stats.get("grad_nonfinite")
+    rows = np.isin(view.param_steps, skipped)
+    if counts is None or not rows.any():
+        return []
+    totals: dict[str, float] = {}
+    for name, value in zip(view.param_names, np.nansum(counts[rows], axis=0), strict=True):
+        if value > 0:
+            module = owner_module(name)
+            totals[module] = totals.get(module, 0.0) + float(value)
+    return [m for m, _ in sorted(totals.items(), key=lambda kv: -kv[1])[:count]]

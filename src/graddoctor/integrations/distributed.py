@@ -1,0 +1,242 @@
+r"""Distributed training (``torch.distributed``): who records, and global norms from shards.
+
+The Monitor detects the layout of the parameters when it is created:
+
+* ``"replicated"``: DDP (or FSDP1 ``NO_SHARD``, or any plain model once
+  ``torch.distributed`` is initialised). Every rank holds the same, already averaged
+  gradients and the same weights, so rank 0 measures and records; the other ranks create
+  no run file, write nothing and run no collective, so they never wait on rank 0.
+* ``"sharded"``: FSDP2 (``fully_shard``, DTensor parameters) or FSDP1 (``FULL_SHARD``,
+  ``SHARD_GRAD_OP``, ``HYBRID_SHARD`` with ``use_orig_params=True``). Each rank measures
+  the shards it holds, and per recorded step the global statistics come from one
+  all-reduce (SUM) of a stacked vector of squared local norms and counts and one
+  all-reduce (MAX) of the local max-norms; parameters are never gathered. Every rank must
+  create the Monitor with the same schedule; rank 0 writes.
+
+The global norm of a parameter split into shards :math:`s_r` held by ranks :math:`r`,
+each element held by :math:`c` ranks (:math:`c = 1` when sharded, the replica count
+under HSDP), is
+
+.. math::
+    \|g\|_2 = \Big(\frac{1}{c}\sum_r \|g_{s_r}\|_2^2\Big)^{1/2}, \qquad
+    \|g\|_\infty = \max_r \|g_{s_r}\|_\infty .
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..probes._wrappers import is_wrapper
+
+DISTRIBUTED_MODES = ("auto", "replicated", "sharded", "off")
+
+
+@dataclass
+class Layout:
+    """How the monitored parameters are laid out over processes.
+
+    Attributes:
+        mode: ``"single"`` (one process, or ``distributed="off"``), ``"replicated"`` or
+            ``"sharded"``.
+        rank, world_size: this process in the default process group.
+        copies: per parameter, how many ranks hold each of its elements (sharded only).
+    """
+
+    mode: str
+    rank: int = 0
+    world_size: int = 1
+    copies: list[float] | None = None
+    _copies_tensor: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def recording(self) -> bool:
+        """Whether this process writes the run file (rank 0, or every process when single)."""
+        return self.mode == "single" or self.rank == 0
+
+    @property
+    def measuring(self) -> bool:
+        """Whether this process measures parameters (every rank when sharded)."""
+        return self.mode == "sharded" or self.recording
+
+    def to_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"mode": self.mode, "world_size": self.world_size}
+        if self.mode != "single" or self.world_size > 1:
+            meta["backend"] = str(dist.get_backend())
+            meta["recorded_by_rank"] = self.rank if self.mode == "single" else 0
+        return meta
+
+
+def detect_layout(model: nn.Module, params: list[nn.Parameter], names: list[str], mode: str = "auto") -> Layout:
+    """The layout of ``params`` (see the module docstring).
+
+    Args:
+        model: the model as passed to the Monitor (DDP, FSDP1 or plain).
+        params: the monitored parameters, in column order.
+        names: their names (to point at FSDP1's flat parameters in errors).
+        mode: ``"auto"`` detects; ``"replicated"`` / ``"sharded"`` insist (and check);
+            ``"off"`` lets every process record its own run (give each a path).
+
+    Raises:
+        ValueError: an unknown mode, a mode that contradicts the parameters, or a layout
+            graddoctor cannot reduce (FSDP1 without ``use_orig_params``, a DTensor with
+            a ``Partial`` placement or on a mesh smaller than the world).
+    """
+    if mode not in DISTRIBUTED_MODES:
+        raise ValueError(f"distributed must be one of {DISTRIBUTED_MODES}, got {mode!r}")
+    if not (dist.is_available() and dist.is_initialized()):
+        if mode in ("replicated", "sharded"):
+            raise ValueError(
+                f"distributed={mode!r} needs torch.distributed initialised "
+                "(call torch.distributed.init_process_group first), or use 'auto'"
+            )
+        return Layout("single")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if mode == "off" or world == 1:
+        return Layout("single", rank, world)
+    flat = [n for n in names if n.endswith("_flat_param") or ".flat_param" in n]
+    if flat:
+        raise ValueError(
+            f"parameter {flat[0]!r} is an FSDP1 FlatParameter: wrap the model with "
+            "FullyShardedDataParallel(..., use_orig_params=True) so graddoctor sees each layer"
+        )
+    copies = _copies(model, params, world)
+    sharded = any(c < world for c in copies)
+    if mode == "replicated" and sharded:
+        raise ValueError("distributed='replicated' but some parameters are sharded (FSDP): use 'auto' or 'sharded'")
+    if mode == "sharded" and not sharded:
+        raise ValueError("distributed='sharded' but no parameter is sharded (no DTensor, no FSDP1 shard)")
+    if not sharded:
+        return Layout("replicated", rank, world)
+    return Layout("sharded", rank, world, copies)
+
+
+def _copies(model: nn.Module, params: list[nn.Parameter], world: int) -> list[float]:
+    """Per parameter, the number of ranks holding each element (``world`` = fully replicated)."""
+    fsdp1 = _fsdp1_copies(model, world)
+    out = []
+    for param in params:
+        if hasattr(param, "placements") and hasattr(param, "device_mesh"):
+            out.append(float(_dtensor_copies(param, world)))
+        else:
+            out.append(float(fsdp1.get(id(param), world)))
+    return out
+
+
+def _dtensor_copies(param: Any, world: int) -> int:
+    mesh = param.device_mesh
+    if mesh.size() != world:
+        raise ValueError(
+            f"a DTensor parameter lives on a device mesh of {mesh.size()} ranks, not all {world}: "
+            "graddoctor reduces over the whole default process group"
+        )
+    copies = 1
+    for dim, placement in enumerate(param.placements):
+        if placement.is_partial():
+            raise ValueError("a DTensor parameter has a Partial placement: its local values are not its shards")
+        if placement.is_replicate():
+            copies *= mesh.size(dim)
+    return copies
+
+
+def _fsdp1_copies(model: nn.Module, world: int) -> dict[int, int]:
+    """FSDP1: id(original parameter) -> ranks holding each element, from each wrapper's strategy."""
+    out: dict[int, int] = {}
+    for module in model.modules():
+        if not is_wrapper(module) or type(module).__name__ != "FullyShardedDataParallel":
+            continue
+        flat = getattr(getattr(module, "_handle", None), "flat_param", None)
+        originals = getattr(flat, "_params", None) or []
+        strategy = getattr(getattr(module, "sharding_strategy", None), "name", "FULL_SHARD")
+        group = getattr(module, "process_group", None)
+        group_size = group.size() if group is not None else world
+        copies = world if strategy == "NO_SHARD" else max(world // max(group_size, 1), 1)
+        for param in originals:
+            out[id(param)] = copies
+    return out
+
+
+def reduce_parameter_stats(stats: torch.Tensor, grad_present: list[bool], layout: Layout) -> torch.Tensor:
+    r"""Global ``[6, P]`` parameter statistics from this rank's local ones (a collective).
+
+    Rows in, rows out: ``grad_norm, grad_max, grad_nonfinite, weight_norm, update_norm,
+    update_ratio`` (``probes.parameters.PARAMETER_STATS``). Squared norms and counts are
+    summed (divided by each element's number of copies), max-norms maxed, the update
+    ratio recomputed from the global norms. A parameter whose gradient is missing on a
+    rank (an FSDP1 rank that holds none of it) adds nothing there; NaN only when no rank
+    has a gradient.
+
+    Args:
+        stats: the local ``[6, P]`` statistics.
+        grad_present: per parameter, whether this rank had a gradient.
+        layout: a ``"sharded"`` layout.
+
+    Returns:
+        the global ``[6, P]`` statistics, identical on every rank.
+    """
+    if layout.mode != "sharded":
+        return stats
+    device = stats.device
+    if layout._copies_tensor is None or layout._copies_tensor.device != device:
+        layout._copies_tensor = torch.tensor(layout.copies, dtype=torch.float32, device=device)
+    share = 1.0 / layout._copies_tensor
+    grad_norm, grad_max, grad_nonfinite, weight_norm, update_norm = stats[:5]
+    has = torch.tensor(grad_present, dtype=torch.bool, device=device)
+    zero = torch.zeros_like(grad_norm)
+    max_is_nan = has & torch.isnan(grad_max)
+    summed = torch.stack([
+        torch.where(has, grad_norm.square(), zero) * share,
+        torch.where(has, grad_nonfinite, zero) * share,
+        weight_norm.square() * share,
+        update_norm.square() * share,
+        has.float(),
+        max_is_nan.float(),
+    ])
+    maxed = torch.where(has & ~max_is_nan, grad_max, torch.full_like(grad_max, -1.0))
+    pending = [
+        dist.all_reduce(summed, op=dist.ReduceOp.SUM, async_op=True),
+        dist.all_reduce(maxed, op=dist.ReduceOp.MAX, async_op=True),
+    ]
+    for work in pending:
+        work.wait()
+    nan = torch.full_like(grad_norm, math.nan)
+    anywhere = summed[4] > 0
+    weight_norm = summed[2].sqrt()
+    update_norm = summed[3].sqrt()
+    ratio = torch.where(weight_norm > 0, update_norm / weight_norm, nan)
+    return torch.stack([
+        torch.where(anywhere, summed[0].sqrt(), nan),
+        torch.where(anywhere & (summed[5] == 0), maxed, nan),
+        torch.where(anywhere, summed[1].round(), nan),
+        weight_norm,
+        update_norm,
+        ratio,
+    ])
+
+
+class NullWriter:
+    """The run writer of a rank that records nothing: no file, every call does nothing."""
+
+    closed = False
+
+    def __init__(self, path: Any) -> None:
+        self.path = path
+
+    def commit_due(self) -> bool:
+        return False
+
+    def _ignore(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    set_meta = define_group = define_stats = add_stat = add_scalar = add_event = mark_step = commit = _ignore
+
+    def close(self) -> None:
+        self.closed = True
+
+
+__all__ = ["DISTRIBUTED_MODES", "Layout", "NullWriter", "detect_layout", "reduce_parameter_stats"]
