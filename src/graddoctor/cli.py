@@ -206,6 +206,32 @@ def report(
     console.print(f"wrote {written}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    script: Path = typer.Argument(..., metavar="SCRIPT.py", help="an unmodified PyTorch training script"),
+    out_dir: Path = typer.Option(Path("runs"), "--out-dir", "-o", help="folder of the run files (one per optimizer)"),
+    every: int = typer.Option(1, "--every", help="record gradient and weight statistics every N steps"),
+    activations_every: int = typer.Option(10, "--activations-every", help="record activations every N steps (0: never)"),
+    no_locate: bool = typer.Option(False, "--no-locate", help="do not replay the first NaN/Inf step to find its source"),
+    as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json(), one line per run"),
+) -> None:
+    """Run SCRIPT.py unmodified with a Monitor on every optimizer; print the diagnosis (also on a crash).
+
+    Arguments after -- go to the script: graddoctor run train.py -- --lr 0.1. Exits with the script's exit code.
+    """
+    from ._run_command import run_script
+
+    if every < 1 or activations_every < 0:
+        _fail(f"--every must be >= 1 and --activations-every >= 0, got {every} and {activations_every}")
+    try:
+        code = run_script(script, list(ctx.args), out_dir, every=every, activations_every=activations_every,
+                          locate=not no_locate, as_json=as_json, console=console)
+    except (FileNotFoundError, TypeError, ValueError) as err:
+        _fail(str(err))
+    raise typer.Exit(code)
+
+
 @app.command()
 def demo(
     name: str | None = typer.Argument(None, help="one scenario (default: all; see graddoctor.scenarios.available())"),
@@ -286,3 +312,5 @@ def main() -> None:
         sys.exit(130)
 
 
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The body of ``graddoctor run SCRIPT.py -- ARGS`` (rich output; imported by the CLI only)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .integrations.zero_code import run_instrumented
+
+
+def run_script(
+    script: str | os.PathLike,
+    args: Sequence[str] = (),
+    out_dir: str | os.PathLike = "runs",
+    *,
+    every: int = 1,
+    activations_every: int | None = 10,
+    modules: str | list[str] = "leaf",
+    locate: bool = True,
+    as_json: bool = False,
+    console: Any = None,
+) -> int:
+    r"""Run a training script under the zero-code Monitor and print each run's diagnosis.
+
+    The script's traceback (when it raised) goes to stderr as Python prints it, then, for
+    every optimizer that stepped, the run file's path and its diagnosis, also after a
+    crash.
+
+    Args:
+        script: path of the training script.
+        args: its command-line arguments.
+        out_dir: folder of the run files.
+        every: record parameter statistics every N steps.
+        activations_every: record activation statistics every N steps (None or 0: never).
+        modules: which modules' activations to record (``"leaf"``, ``"all"``, globs).
+        locate: replay the first non-finite step to name where NaN/Inf began.
+        as_json: print ``Diagnosis.to_json()`` instead of panels, one line per run.
+        console: a ``rich.console.Console`` (default: a new one on stdout).
+
+    Returns:
+        the script's exit code: 0, its ``sys.exit`` code, 1 when it raised, 130 on Ctrl-C.
+
+    Raises:
+        FileNotFoundError: no such script.
+        TypeError: ``args`` is one string instead of a list.
+    """
+    from rich.markup import escape
+
+    from .diagnosis import diagnose
+
+    if console is None:
+        from ._console import make_console
+
+        console = make_console()
+    result = run_instrumented(script, args, out_dir, every=every, activations_every=activations_every or None,
+                              modules=modules, locate=locate)
+    sys.stdout.flush()
+    if result.traceback:
+        print(result.traceback, end="", file=sys.stderr)
+        sys.stderr.flush()
+    if not result.run_paths:
+        message = "graddoctor: no optimizer stepped, nothing was recorded"
+        if as_json:
+            print(message, file=sys.stderr)
+        else:
+            console.print(f"[yellow]{message}[/]")
+    for path in result.run_paths:
+        diagnosis = diagnose(path)
+        if as_json:
+            print(diagnosis.to_json(indent=None))
+            continue
+        console.rule(f"[bold]graddoctor · {path.name}")
+        if result.error is not None:
+            console.print(f"[bold red]the script ended with {type(result.error).__name__}:[/] "
+                          f"{escape(str(result.error))}", highlight=False)
+        console.print(diagnosis)
+    return result.exit_code

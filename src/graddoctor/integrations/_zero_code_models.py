@@ -1,0 +1,204 @@
+"""Which model an optimizer trains, and the last batch it saw (for ``graddoctor run``).
+
+A *root* module is one called while no other module's forward is running: the model
+the training loop calls, or its loss module. :class:`RootTracker` follows them with
+global module hooks and keeps, per root, the inputs of its last call (detached
+references, not copies) and the shape of its first output tensor; for loss modules
+(``nn.modules.loss._Loss``) it keeps the last call's target.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules import module as module_hooks
+from torch.nn.modules.loss import _Loss
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _tensors(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors(item)
+
+
+def detached(obj: Any) -> Any:
+    """``obj`` with every tensor detached (tuples, lists and dicts rebuilt; no copy of data)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach()
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(detached(item) for item in obj) if type(obj) in (tuple, list) else obj
+    if isinstance(obj, dict) and type(obj) is dict:
+        return {key: detached(value) for key, value in obj.items()}
+    return obj
+
+
+def _first_shape(obj: Any) -> tuple[int, ...] | None:
+    first = next(_tensors(obj), None)
+    return None if first is None else tuple(first.shape)
+
+
+@dataclass
+class Call:
+    """The last call of a root module: detached inputs, output shape and call order."""
+
+    args: tuple
+    kwargs: dict
+    output_shape: tuple[int, ...] | None
+    order: int
+
+
+@dataclass
+class LossCall:
+    """The last call of a root loss module: the module, its target, its input shape, order and output."""
+
+    module: nn.Module
+    target: Any
+    input_shape: tuple[int, ...] | None
+    order: int
+    output: torch.Tensor | None
+
+
+class RootTracker:
+    """Global forward hooks that record root modules, their last inputs and the last loss call."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.order = 0
+        self.paused = False
+        self.calls: weakref.WeakKeyDictionary[nn.Module, Call] = weakref.WeakKeyDictionary()
+        self.last_loss: LossCall | None = None
+        self._handles: list[Any] = []
+
+    def install(self) -> None:
+        self._handles.append(module_hooks.register_module_forward_pre_hook(self._pre))
+        self._handles.append(module_hooks.register_module_forward_hook(self._post, with_kwargs=True, always_call=True))
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+            # torch's handle forgets the with_kwargs flag of a global forward hook (torch 2.x)
+            getattr(module_hooks, "_global_forward_hooks_with_kwargs", {}).pop(handle.id, None)
+        self._handles.clear()
+
+    def _pre(self, module: nn.Module, args: tuple) -> None:
+        if not self.paused:
+            self.depth += 1
+
+    def _post(self, module: nn.Module, args: tuple, *rest: Any) -> None:
+        # (kwargs, output) normally; (output,) = (None,) when the forward raised
+        if self.paused:
+            return
+        kwargs, output = rest if len(rest) == 2 else ({}, None)
+        self.depth = max(self.depth - 1, 0)
+        if self.depth:
+            return
+        self.order += 1
+        if isinstance(module, _Loss):
+            target = args[1] if len(args) > 1 else kwargs.get("target")
+            first = args[0] if args else kwargs.get("input")
+            loss = output.detach() if isinstance(output, torch.Tensor) and output.numel() == 1 else None
+            self.last_loss = LossCall(module, detached(target), _first_shape(first), self.order, loss)
+        else:
+            self.calls[module] = Call(detached(tuple(args)), detached(dict(kwargs)), _first_shape(output), self.order)
+
+    def roots(self) -> list[nn.Module]:
+        """Root modules with parameters that are still alive, in order of first call."""
+        return [module for module in list(self.calls.keys()) if next(module.parameters(), None) is not None]
+
+
+def optimizer_parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The optimizer's parameters, each once, in param-group order."""
+    seen: dict[int, torch.Tensor] = {}
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            seen.setdefault(id(param), param)
+    return list(seen.values())
+
+
+class ParameterContainer(nn.Module):
+    """Holds the modules (and loose parameters) an optimizer trains when no single root does."""
+
+
+def model_for(optimizer: torch.optim.Optimizer, roots: list[nn.Module]) -> tuple[nn.Module, bool]:
+    r"""The module whose parameters cover the optimizer's trainable parameters.
+
+    The smallest root that covers them all is returned as is. Otherwise a
+    :class:`ParameterContainer` holds every root that owns some of them (named by class,
+    ``"regressor"``, ``"regressor_1"``...) and the remaining ``nn.Parameter`` objects as
+    ``param_<group>_<index>``.
+
+    Args:
+        optimizer: the optimizer about to step.
+        roots: candidate root modules, in order of first call.
+
+    Returns:
+        ``(model, is_root)``: ``is_root`` is False for a synthetic container.
+
+    Raises:
+        ValueError: the optimizer has no trainable ``nn.Parameter`` that a module can hold.
+    """
+    wanted = {id(p) for p in optimizer_parameters(optimizer) if p.requires_grad}
+    owned = [(root, {id(p) for p in root.parameters()}) for root in roots]
+    covering = [(len(ids), i, root) for i, (root, ids) in enumerate(owned) if wanted <= ids]
+    if covering:
+        return min(covering, key=lambda item: item[:2])[2], True
+    container = ParameterContainer()
+    covered: set[int] = set()
+    counts: dict[str, int] = {}
+    for root, ids in owned:
+        if ids & wanted and not (ids & wanted) <= covered:
+            base = type(root).__name__.lower()
+            name = base if base not in counts else f"{base}_{counts[base]}"
+            counts[base] = counts.get(base, 0) + 1
+            container.add_module(name, root)
+            covered |= ids
+    for g, group in enumerate(optimizer.param_groups):
+        for i, param in enumerate(group["params"]):
+            if id(param) in wanted and id(param) not in covered and isinstance(param, nn.Parameter):
+                container.register_parameter(f"param_{g}_{i}", param)
+                covered.add(id(param))
+    if not any(p.requires_grad for p in container.parameters()):
+        raise ValueError(
+            f"{type(optimizer).__name__} trains no nn.Parameter that a module could hold "
+            "(plain tensors with requires_grad): wrap them in nn.Parameter to monitor them"
+        )
+    return container, False
+
+
+def replay_batch(model: nn.Module, tracker: RootTracker) -> tuple[Any, Any, Any] | None:
+    r"""``(inputs, targets, loss_fn)`` that replay the root's last call for ``locate_nonfinite``.
+
+    The loss is the last root loss module called after the model, when its input has the
+    shape of the model's output (the usual ``loss_fn(model(x), y)``). Otherwise the replay
+    is forward-only with the loss :math:`\sum_k \sum_i o_{k,i}` over the output tensors
+    :math:`o_k` (its backward pass then checks the gradients of that surrogate, not of
+    the script's loss). None when the model was never called or took keyword arguments
+    together with positional ones (``locate_nonfinite`` calls ``model(*args)`` or
+    ``model(**kwargs)``).
+    """
+    call = tracker.calls.get(model)
+    if call is None or (call.args and call.kwargs):
+        return None
+    inputs = call.kwargs if call.kwargs else tuple(call.args)
+    loss = tracker.last_loss
+    if loss is not None and loss.order > call.order and loss.input_shape == call.output_shape:
+        return inputs, loss.target, loss.module
+    return inputs, None, sum_of_outputs
+
+
+def sum_of_outputs(outputs: Any, targets: Any) -> torch.Tensor:
+    r"""Surrogate loss of a forward-only replay: :math:`\sum_k \sum_i o_{k,i}` (targets ignored)."""
+    floats = [t.float().sum() for t in _tensors(outputs) if t.is_floating_point()]
+    if not floats:
+        raise ValueError("the model returned no floating-point tensor to replay")
+    return torch.stack(floats).sum()

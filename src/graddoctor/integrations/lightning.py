@@ -1,0 +1,226 @@
+r"""Lightning: ``GradDoctorCallback`` records a run per ``trainer.fit`` and diagnoses it.
+
+Where the gradients are read: Lightning calls ``on_before_optimizer_step`` after the
+backward passes of all accumulated batches, after ``GradScaler.unscale_`` under 16-bit
+AMP, and *before* it clips with ``gradient_clip_val`` (``Precision._after_closure`` calls
+the hook, then ``_clip_gradients``). The callback measures gradients and snapshots the
+weights there (``Monitor.before_step``), and measures weights and updates in
+``on_train_batch_end`` of the batch whose optimizer step ran (``Monitor.after_step``), so
+batches that only accumulate gradients record nothing.
+
+Usage::
+
+    from graddoctor.integrations.lightning import GradDoctorCallback
+
+    doctor = GradDoctorCallback(dirpath="runs")
+    trainer = lightning.Trainer(callbacks=[doctor], gradient_clip_val=1.0)
+    trainer.fit(model, loader)
+    doctor.diagnosis            # graddoctor.Diagnosis of the fit; doctor.run_path its run file
+
+Works with ``lightning`` (``lightning.pytorch``) or, when that is not installed, the
+standalone ``pytorch_lightning`` package.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..diagnosis import Diagnosis, diagnose
+from ..monitor import Monitor
+from ..schedules import Schedule
+from ._lazy import first_available, require
+
+FEATURE = "graddoctor.integrations.lightning"
+pl = first_available("lightning.pytorch", "pytorch_lightning", feature=FEATURE, package="lightning")
+
+
+class GradDoctorCallback(pl.Callback):
+    """Records per-layer gradient, weight, update and activation statistics of each fit.
+
+    Args:
+        path: the run file of the fit (a second fit with the same callback writes
+            ``<stem>-2.gdr``, then ``-3``...). Default: ``<dirpath>/<name>-<time>.gdr``.
+        dirpath: folder of the run files when ``path`` is not given.
+        name: file name prefix when ``path`` is not given.
+        every: schedule of parameter statistics, in optimizer steps (int n or ``step -> bool``).
+        activations_every: schedule of module statistics (None: never).
+        modules: ``"leaf"``, ``"all"`` or glob patterns of module names.
+        track_updates: measure the optimizer's update (keeps one copy of the weights).
+        tensorboard: a TensorBoard log folder: the run is followed live into
+            ``<tensorboard>/<run file stem>`` (see ``graddoctor.integrations.tensorboard``).
+        histograms_every: schedule of gradient histograms written to ``tensorboard``.
+        overwrite: replace an existing run file.
+        run_diagnosis: diagnose the run at the end of the fit (``self.diagnosis``) and
+            print a one-line summary (global rank 0 only).
+        verbose: also print the full diagnosis as a rich panel.
+
+    Attributes:
+        monitor: the Monitor of the fit in progress (None outside a fit).
+        run_path: the run file of the last fit; ``run_paths`` all of them.
+        diagnosis: the Diagnosis of the last fit (None before, or if it failed).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        dirpath: str | os.PathLike = "runs",
+        name: str = "lightning",
+        every: int | Schedule = 1,
+        activations_every: int | Schedule | None = 10,
+        modules: str | list[str] = "leaf",
+        track_updates: bool = True,
+        tensorboard: str | os.PathLike | None = None,
+        histograms_every: int | Schedule | None = None,
+        overwrite: bool = False,
+        run_diagnosis: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(name, str) or not name or os.sep in name:
+            raise ValueError(f"name must be a non-empty file name prefix without {os.sep!r}, got {name!r}")
+        if histograms_every is not None and tensorboard is None:
+            raise ValueError("histograms_every needs tensorboard=<log folder> to write the histograms to")
+        self.path = Path(path) if path is not None else None
+        self.dirpath = Path(dirpath)
+        self.name = name
+        self.monitor_options = {"every": every, "activations_every": activations_every, "modules": modules,
+                                "track_updates": track_updates, "overwrite": overwrite}
+        self.tensorboard = Path(tensorboard) if tensorboard is not None else None
+        self.histograms_every = histograms_every
+        self.run_diagnosis = run_diagnosis
+        self.verbose = verbose
+        self.monitor: Monitor | None = None
+        self.sink: Any = None
+        self.run_paths: list[Path] = []
+        self.diagnosis: Diagnosis | None = None
+        self._stepping = False  # before_step() ran, after_step() not yet
+        self._loss: torch.Tensor | None = None  # sum of the step's batch losses (as Lightning scaled them)
+
+    @property
+    def run_path(self) -> Path | None:
+        return self.run_paths[-1] if self.run_paths else None
+
+    def _next_path(self) -> Path:
+        if self.path is None:
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+            return self.dirpath / f"{self.name}-{stamp}.gdr"
+        if not self.run_paths:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}-{len(self.run_paths) + 1}{self.path.suffix}")
+
+    # -- fit -------------------------------------------------------------------------
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self._finish(trainer, None)  # a fit that ended without on_fit_end/on_exception
+        path = Path(trainer.strategy.broadcast(str(self._next_path())))  # every rank: rank 0's name
+        config = {
+            "integration": "lightning",
+            "gradients_read": "before_clipping",
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "gradient_clip_val": trainer.gradient_clip_val,
+            "gradient_clip_algorithm": str(trainer.gradient_clip_algorithm or "norm") if trainer.gradient_clip_val else None,
+            "precision": str(trainer.precision),
+        }
+        self.monitor = Monitor(pl_module, None, path, config=config, **self.monitor_options)
+        self.run_paths.append(path)
+        self.diagnosis = None
+        self._stepping, self._loss = False, None
+        if self.tensorboard is not None:
+            from .tensorboard import TensorBoardSink
+
+            self.sink = TensorBoardSink(self.tensorboard / path.stem, histograms_every=self.histograms_every)
+            self.sink.follow(path)
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        if self.monitor is None or self._stepping:  # several optimizers: the first one's view
+            return
+        if self.sink is not None:
+            self.sink.histograms(pl_module, self.monitor.step_index)
+        self.monitor.before_step()
+        self._stepping = True
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.monitor is None:
+            return
+        loss = _loss_of(outputs)
+        if loss is not None:
+            self._loss = loss if self._loss is None else self._loss + loss
+        if not self._stepping:  # accumulating gradients: no optimizer step on this batch
+            return
+        self._close_step(trainer)
+
+    def _close_step(self, trainer: Any) -> None:
+        self.monitor.after_step()
+        self._stepping = False
+        scalars: dict[str, Any] = {}
+        if self._loss is not None:
+            scalars["loss"] = self._loss
+            self._loss = None
+        groups = [g for optimizer in trainer.optimizers for g in optimizer.param_groups]
+        scalars.update({f"lr/{i}": g.get("lr") for i, g in enumerate(groups)})
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if isinstance(scaler, torch.amp.GradScaler) and scaler.is_enabled():
+            scalars["amp/scale"] = scaler.get_scale()
+        self.monitor.log(**scalars)
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self._finish(trainer, None)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._finish(trainer, exception)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "fit":
+            self._finish(trainer, None)
+
+    # -- end -------------------------------------------------------------------------
+    def _finish(self, trainer: Any, exception: BaseException | None) -> None:
+        monitor, self.monitor = self.monitor, None
+        if monitor is None:
+            return
+        try:
+            if self._stepping:  # the step in progress: its gradients are the last seen
+                monitor.after_step()
+                self._stepping = False
+            if exception is not None:
+                monitor.__exit__(type(exception), exception, exception.__traceback__)
+            else:
+                monitor.close()
+        finally:
+            if self.sink is not None:
+                self.sink.close()
+                self.sink = None
+        if self.run_diagnosis and trainer.is_global_zero:
+            self.diagnosis = _diagnose_and_report(monitor.path, self.verbose)
+
+
+def _loss_of(outputs: Any) -> torch.Tensor | None:
+    """The loss in a ``training_step`` output (a tensor or a mapping with ``"loss"``)."""
+    if isinstance(outputs, Mapping):
+        outputs = outputs.get("loss")
+    if isinstance(outputs, torch.Tensor) and outputs.numel() == 1:
+        return outputs.detach().reshape(())
+    return None
+
+
+def _diagnose_and_report(path: Path, verbose: bool) -> Diagnosis | None:
+    """Diagnose a finished run and print one line (a rich panel too if ``verbose``)."""
+    try:
+        diagnosis = diagnose(path)
+    except Exception as err:  # the fit is over: a failed diagnosis must not fail it
+        warnings.warn(f"graddoctor could not diagnose {path}: {err}", RuntimeWarning, stacklevel=2)
+        return None
+    print(f"graddoctor: {diagnosis.summary} ({diagnosis.steps} steps, run file {path})", flush=True)
+    if verbose:
+        require("rich.console", feature=FEATURE).Console().print(diagnosis)
+    return diagnosis
+
+
+__all__ = ["GradDoctorCallback"]
