@@ -21,7 +21,6 @@ from torch import nn
 
 from graddoctor import Monitor
 
-
 BATCH = {"mlp": 128}
 
 

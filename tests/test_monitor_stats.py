@@ -79,7 +79,7 @@ def test_tied_weights_recorded_once(tmp_path):
 def test_frozen_parameters_listed_not_measured(tmp_path):
     model, x, y, loss_fn = FAMILIES["frozen"]()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    with Monitor(model, opt, path=tmp_path / "f.gdr") as mon:
+    with Monitor(model, opt, path=tmp_path / "f.gdr"):
         opt.zero_grad()
         loss_fn(model(x), y).backward()
         opt.step()

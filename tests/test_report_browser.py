@@ -61,7 +61,7 @@ def test_report_renders_in_chromium(tmp_path):
     run_path = evil_run(tmp_path / "evil.gdr")
     problem = gd.Problem(_small_model(), [(torch.randn(32, 6), torch.randn(32, 1))],
                          nn.MSELoss(), name=EVIL)
-    comparison = gd.compare(problem, ["clip_norm", "init_he"], steps=15, out_dir=tmp_path / "cmp")
+    gd.compare(problem, ["clip_norm", "init_he"], steps=15, out_dir=tmp_path / "cmp")
     report = comparison_report(tmp_path / "cmp" / "comparison.json", tmp_path / "report.html")
     html = report.read_text()
     probe_copy = tmp_path / "probed.html"
