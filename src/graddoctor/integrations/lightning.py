@@ -23,19 +23,18 @@ standalone ``pytorch_lightning`` package.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..diagnosis import Diagnosis, diagnose
+from ..diagnosis import Diagnosis
 from ..monitor import Monitor
 from ..schedules import Schedule
-from ._lazy import first_available, require
+from ._lazy import first_available
+from ._runs import diagnose_and_report, next_run_path
 
 FEATURE = "graddoctor.integrations.lightning"
 pl = first_available("lightning.pytorch", "pytorch_lightning", feature=FEATURE, package="lightning")
@@ -109,12 +108,7 @@ class GradDoctorCallback(pl.Callback):
         return self.run_paths[-1] if self.run_paths else None
 
     def _next_path(self) -> Path:
-        if self.path is None:
-            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-            return self.dirpath / f"{self.name}-{stamp}.gdr"
-        if not self.run_paths:
-            return self.path
-        return self.path.with_name(f"{self.path.stem}-{len(self.run_paths) + 1}{self.path.suffix}")
+        return next_run_path(self.path, self.dirpath, self.name, self.run_paths)
 
     # -- fit -------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -198,7 +192,7 @@ class GradDoctorCallback(pl.Callback):
                 self.sink.close()
                 self.sink = None
         if self.run_diagnosis and trainer.is_global_zero:
-            self.diagnosis = _diagnose_and_report(monitor.path, self.verbose)
+            self.diagnosis = diagnose_and_report(monitor.path, self.verbose, FEATURE)
 
 
 def _loss_of(outputs: Any) -> torch.Tensor | None:
@@ -209,18 +203,6 @@ def _loss_of(outputs: Any) -> torch.Tensor | None:
         return outputs.detach().reshape(())
     return None
 
-
-def _diagnose_and_report(path: Path, verbose: bool) -> Diagnosis | None:
-    """Diagnose a finished run and print one line (a rich panel too if ``verbose``)."""
-    try:
-        diagnosis = diagnose(path)
-    except Exception as err:  # the fit is over: a failed diagnosis must not fail it
-        warnings.warn(f"graddoctor could not diagnose {path}: {err}", RuntimeWarning, stacklevel=2)
-        return None
-    print(f"graddoctor: {diagnosis.summary} ({diagnosis.steps} steps, run file {path})", flush=True)
-    if verbose:
-        require("rich.console", feature=FEATURE).Console().print(diagnosis)
-    return diagnosis
 
 
 __all__ = ["GradDoctorCallback"]

@@ -39,7 +39,6 @@ Usage::
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import warnings
 from pathlib import Path
@@ -47,10 +46,11 @@ from typing import Any
 
 import torch
 
-from ..diagnosis import Diagnosis, diagnose
+from ..diagnosis import Diagnosis
 from ..monitor import Monitor
 from ..schedules import Schedule
 from ._lazy import require
+from ._runs import diagnose_and_report, next_run_path
 
 FEATURE = "graddoctor.integrations.transformers"
 _transformers = require("transformers", feature=FEATURE)
@@ -127,12 +127,7 @@ class GradDoctorTrainerCallback(_transformers.TrainerCallback):
         return self.run_paths[-1] if self.run_paths else None
 
     def _next_path(self) -> Path:
-        if self.path is None:
-            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-            return self.dirpath / f"{self.name}-{stamp}.gdr"
-        if not self.run_paths:
-            return self.path
-        return self.path.with_name(f"{self.path.stem}-{len(self.run_paths) + 1}{self.path.suffix}")
+        return next_run_path(self.path, self.dirpath, self.name, self.run_paths)
 
     # -- training --------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
@@ -204,7 +199,7 @@ class GradDoctorTrainerCallback(_transformers.TrainerCallback):
         path = self.monitor.path if self.monitor is not None else None
         self.close()
         if path is not None and self.run_diagnosis and state.is_world_process_zero:
-            self.diagnosis = _diagnose_and_report(path, self.verbose)
+            self.diagnosis = diagnose_and_report(path, self.verbose, FEATURE)
 
     # -- end -------------------------------------------------------------------------
     def close(self) -> None:
@@ -238,18 +233,6 @@ def _same_on_every_rank(path: Path) -> Path:
         return Path(chosen[0])
     return path
 
-
-def _diagnose_and_report(path: Path, verbose: bool) -> Diagnosis | None:
-    """Diagnose a finished run and print one line (a rich panel too if ``verbose``)."""
-    try:
-        diagnosis = diagnose(path)
-    except Exception as err:  # training is over: a failed diagnosis must not fail it
-        warnings.warn(f"graddoctor could not diagnose {path}: {err}", RuntimeWarning, stacklevel=2)
-        return None
-    print(f"graddoctor: {diagnosis.summary} ({diagnosis.steps} steps, run file {path})", flush=True)
-    if verbose:
-        require("rich.console", feature=FEATURE).Console().print(diagnosis)
-    return diagnosis
 
 
 __all__ = ["GradDoctorTrainerCallback"]
