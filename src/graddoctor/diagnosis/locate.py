@@ -99,16 +99,16 @@ class NonfiniteReport:
         return fields
 
 
-def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+def iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
     """Every tensor inside ``obj``, looking into tuples, lists and dict values."""
     if isinstance(obj, torch.Tensor):
         yield obj
     elif isinstance(obj, (tuple, list)):
         for item in obj:
-            yield from _tensors(item)
+            yield from iter_tensors(item)
     elif isinstance(obj, dict):
         for item in obj.values():
-            yield from _tensors(item)
+            yield from iter_tensors(item)
 
 
 def _nonfinite_counts(tensors: Iterable[torch.Tensor | None], masks_allowed: bool = False) -> tuple[int, int]:
@@ -189,17 +189,17 @@ class _Replay:
             self.handles.append(module.register_forward_hook(self._post_hook, with_kwargs=True))
 
     def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        inputs_finite = sum(_nonfinite_counts(_tensors((args, kwargs)), masks_allowed=True)) == 0
+        inputs_finite = sum(_nonfinite_counts(iter_tensors((args, kwargs)), masks_allowed=True)) == 0
         self.pending.setdefault(module, []).append((inputs_finite, _next_sequence_nr()))
 
     def _post_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         inputs_finite, start = self.pending[module].pop()
         self.index += 1
         name, module_type = self.names[module], type(module).__name__
-        counts = _nonfinite_counts(_tensors(output))
+        counts = _nonfinite_counts(iter_tensors(output))
         if sum(counts):
             self.record(name, module_type, "forward", "output", counts, inputs_finite)
-        self.claim(_tensors(output), start, (name, module_type, "backward"))
+        self.claim(iter_tensors(output), start, (name, module_type, "backward"))
 
     def claim(self, tensors: Iterable[torch.Tensor], start: int, owner: tuple[str, str, str]) -> None:
         """Own the unclaimed autograd nodes behind ``tensors`` made after sequence ``start``."""
@@ -246,7 +246,7 @@ class _Replay:
         return hook
 
     def backward(self, loss: torch.Tensor, inputs: Any) -> None:
-        leaves = {id(t): t for t in itertools.chain(self.model.parameters(), _tensors(inputs)) if t.requires_grad}
+        leaves = {id(t): t for t in itertools.chain(self.model.parameters(), iter_tensors(inputs)) if t.requires_grad}
         if not loss.requires_grad or not leaves:
             return
         for node, owner in self.owners.items():
@@ -298,7 +298,7 @@ def locate_nonfinite(
     if replay.origin is not None:
         return replay.report()
     replay.index += 1
-    counts = _nonfinite_counts(_tensors(inputs), masks_allowed=True)
+    counts = _nonfinite_counts(iter_tensors(inputs), masks_allowed=True)
     if sum(counts):
         replay.record("", type(model).__name__, "forward", "input", counts, True)
         return replay.report()
@@ -310,7 +310,7 @@ def locate_nonfinite(
     ]
     cuda_devices = sorted({
         t.device.index or 0
-        for t in itertools.chain(model.parameters(), model.buffers(), _tensors(inputs))
+        for t in itertools.chain(model.parameters(), model.buffers(), iter_tensors(inputs))
         if t.device.type == "cuda"
     })
     try:
@@ -329,7 +329,7 @@ def locate_nonfinite(
             replay.index += 1
             counts = _nonfinite_counts([loss])
             if sum(counts):
-                bad_targets = sum(_nonfinite_counts(_tensors(targets))) > 0
+                bad_targets = sum(_nonfinite_counts(iter_tensors(targets))) > 0
                 replay.record("", loss_name, "loss", "targets" if bad_targets else "loss", counts, forward_finite)
             elif forward_finite:
                 replay.claim([loss], start, ("", loss_name, "loss"))

@@ -10,7 +10,6 @@ references, not copies) and the shape of its first output tensor; for loss modul
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,16 +18,7 @@ from torch import nn
 from torch.nn.modules import module as module_hooks
 from torch.nn.modules.loss import _Loss
 
-
-def _tensors(obj: Any) -> Iterator[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (tuple, list)):
-        for item in obj:
-            yield from _tensors(item)
-    elif isinstance(obj, dict):
-        for item in obj.values():
-            yield from _tensors(item)
+from ..diagnosis.locate import iter_tensors
 
 
 def detached(obj: Any) -> Any:
@@ -43,7 +33,7 @@ def detached(obj: Any) -> Any:
 
 
 def _first_shape(obj: Any) -> tuple[int, ...] | None:
-    first = next(_tensors(obj), None)
+    first = next(iter_tensors(obj), None)
     return None if first is None else tuple(first.shape)
 
 
@@ -198,7 +188,7 @@ def replay_batch(model: nn.Module, tracker: RootTracker) -> tuple[Any, Any, Any]
 
 def sum_of_outputs(outputs: Any, targets: Any) -> torch.Tensor:
     r"""Surrogate loss of a forward-only replay: :math:`\sum_k \sum_i o_{k,i}` (targets ignored)."""
-    floats = [t.float().sum() for t in _tensors(outputs) if t.is_floating_point()]
+    floats = [t.float().sum() for t in iter_tensors(outputs) if t.is_floating_point()]
     if not floats:
         raise ValueError("the model returned no floating-point tensor to replay")
     return torch.stack(floats).sum()
