@@ -41,6 +41,10 @@ from torch import nn  # noqa: E402
 
 from graddoctor.integrations.lightning import GradDoctorCallback  # noqa: E402
 
+sys.path.append(str(_HERE))  # after lightning is imported: the sibling benchmark's models
+import overhead  # noqa: E402
+from overhead import Encoder  # noqa: E402
+
 VARIANTS = ["baseline", "graddoctor", "graddoctor+tb live", "tb histograms/step"]
 
 
@@ -60,22 +64,9 @@ class Classifier(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=1e-4)
 
 
-class Encoder(nn.Module):
-    def __init__(self, d_model: int = 256, layers: int = 4) -> None:
-        super().__init__()
-        layer = nn.TransformerEncoderLayer(d_model, 4, 4 * d_model, dropout=0.0, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.head = nn.Linear(d_model, 10)
-
-    def forward(self, x):
-        return self.head(self.encoder(x).mean(1))
-
-
 def mlp_12x512():
-    layers = [nn.Linear(256, 512), nn.ReLU()]
-    for _ in range(11):
-        layers += [nn.Linear(512, 512), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(512, 10)), (128, 256)
+    model, x, *_ = overhead.mlp_12x512()  # the same model as benchmarks/overhead.py
+    return model, tuple(x.shape)
 
 
 def transformer_4x256():
