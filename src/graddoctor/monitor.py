@@ -36,7 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from ._paths import timestamped_run_path
+from ._version import __version__
 from .integrations.amp import ScalerWatch, amp_attributes, check_scaler
 from .integrations.distributed import NullWriter, detect_layout, reduce_parameter_stats
 from .probes._wrappers import unwrap_model
@@ -52,8 +53,7 @@ MODULES = "modules"
 
 def default_run_path(folder: str | os.PathLike = "runs") -> Path:
     """``runs/run-YYYYmmdd-HHMMSS-ffffff.gdr``."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    return Path(folder) / f"run-{stamp}.gdr"
+    return timestamped_run_path(folder)
 
 
 class Monitor:

@@ -62,9 +62,13 @@ class Problem:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
-            raise TypeError(f"Problem.model must be a torch.nn.Module, got {type(self.model).__name__}")
+            raise TypeError(
+                f"Problem.model must be a torch.nn.Module, got {type(self.model).__name__}"
+            )
         if not callable(self.loss_fn):
-            raise TypeError("Problem.loss_fn must be callable: loss_fn(outputs, targets) -> scalar tensor")
+            raise TypeError(
+                "Problem.loss_fn must be callable: loss_fn(outputs, targets) -> scalar tensor"
+            )
         if isinstance(self.data, Iterator):
             # a one-shot iterator cannot be cycled or replayed: materialise it once
             self.data = list(self.data)
@@ -87,7 +91,9 @@ class Problem:
         try:
             head = next(first)
         except StopIteration:
-            raise ValueError("Problem.data is empty: give at least one (inputs, targets) batch") from None
+            raise ValueError(
+                "Problem.data is empty: give at least one (inputs, targets) batch"
+            ) from None
         yield head
         yield from first
         while True:
@@ -122,7 +128,9 @@ def compute_loss(problem: Problem, model: nn.Module, batch: Any) -> torch.Tensor
     return loss
 
 
-def train_step(problem: Problem, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any) -> torch.Tensor:
+def train_step(
+    problem: Problem, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any
+) -> torch.Tensor:
     """One training step of ``problem``: zero_grad, loss, backward, transforms, step.
 
     Returns:
@@ -132,8 +140,26 @@ def train_step(problem: Problem, model: nn.Module, optimizer: torch.optim.Optimi
         return problem.step_fn(problem, model, optimizer, batch).detach()
     optimizer.zero_grad(set_to_none=True)
     loss = compute_loss(problem, model, batch)
+    backward_and_step(problem, model, optimizer, loss)
+    return loss.detach()
+
+
+def backward_and_step(
+    problem: Problem,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    step: Callable[[], Any] | None = None,
+) -> None:
+    """``loss.backward()``, the problem's gradient transforms (clipping...), then the step.
+
+    The one place every trainer (``train_step``, TBPTT, the Omega step, the learning-rate
+    guard) runs the second half of a training step.
+
+    Args:
+        step: what takes the step (default ``optimizer.step``).
+    """
     loss.backward()
     for transform in problem.grad_transforms:
         transform(model, optimizer)
-    optimizer.step()
-    return loss.detach()
+    (optimizer.step if step is None else step)()

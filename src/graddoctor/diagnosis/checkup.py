@@ -9,7 +9,6 @@ loss or weight; the failing step is then replayed from the parameters before it 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._foreach import max_abs
+from .._paths import timestamped_run_path
 from ..monitor import Monitor
-from ..probes._foreach import max_abs
 from ..problem import OptimizerFactory, Problem, train_step
 from ..theory import recurrent_spectra
 from .diagnose import diagnose
@@ -52,7 +52,7 @@ def _parameters_finite(model: nn.Module) -> bool:
 
 
 def _default_path() -> Path:
-    return Path("runs") / f"checkup-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.gdr"
+    return timestamped_run_path("runs", "checkup")
 
 
 def checkup(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import warnings
 from pathlib import Path
 
+from .._paths import timestamped_run_path
 from ..diagnosis import Diagnosis, diagnose
 from ._lazy import require
 
@@ -14,8 +14,7 @@ def next_run_path(path: Path | None, dirpath: Path, name: str, previous: list[Pa
     """``path`` for the first fit, then ``<stem>-2.gdr``...; without ``path`` a timestamped
     ``<dirpath>/<name>-<time>.gdr``."""
     if path is None:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        return dirpath / f"{name}-{stamp}.gdr"
+        return timestamped_run_path(dirpath, name)
     if not previous:
         return path
     return path.with_name(f"{path.stem}-{len(previous) + 1}{path.suffix}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import datetime as _dt
 import os
 import warnings
 from collections.abc import Sequence
@@ -14,9 +13,10 @@ from typing import Any
 import torch
 from torch.optim import optimizer as optimizer_module
 
+from .._foreach import norms
+from .._paths import run_stamp
 from ..diagnosis.locate import locate_nonfinite
 from ..monitor import Monitor
-from ..probes._foreach import norms
 from ..schedules import Schedule, as_schedule
 from ._zero_code_models import RootTracker, model_for, optimizer_parameters, replay_batch
 
@@ -74,7 +74,7 @@ class Instrumentation:
         self.modules = modules
         self.locate = locate
         self.config = dict(config or {})
-        self.stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        self.stamp = run_stamp()
         self.tracker = RootTracker()
         self.watched: dict[torch.optim.Optimizer, _Watched | None] = {}
         self.run_paths: list[Path] = []

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._foreach import differences_norms, max_abs, nonfinite_counts, norms
+from .._foreach import differences_norms, max_abs, nonfinite_counts, norms
 from ._wrappers import named_parameters
 
 GRAD_STATS = ("grad_norm", "grad_max", "grad_nonfinite")

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.problem import Problem, StepFunction
+from graddoctor.problem import Problem, StepFunction, backward_and_step
 from graddoctor.remedies._recurrent_model import (
     SequenceModel,
     detach_hidden,
@@ -133,10 +133,7 @@ def tbptt(k: int, per_step_targets: bool | None = None) -> StepFunction:
                 raise ValueError("the loss must be a scalar tensor: reduce it (e.g. .mean())")
             for penalty in problem.penalties:
                 loss = loss + penalty(model, chunk, outputs)
-            loss.backward()
-            for transform in problem.grad_transforms:
-                transform(model, optimizer)
-            optimizer.step()
+            backward_and_step(problem, model, optimizer, loss)
             weighted = loss.detach() * (stop - start)
             total = weighted if total is None else total + weighted
             steps += stop - start

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.problem import Problem, compute_loss, train_step
+from graddoctor.problem import Problem, backward_and_step, compute_loss, train_step
 
 
 def _all_finite(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -184,10 +184,7 @@ def guard_steps(
             guard = guards[optimizer] = StepGuard(optimizer, factor, min_lr, patience)
         optimizer.zero_grad(set_to_none=True)
         loss = compute_loss(problem, model, batch)
-        loss.backward()
-        for transform in problem.grad_transforms:
-            transform(model, optimizer)
-        guard.step()
+        backward_and_step(problem, model, optimizer, loss, step=guard.step)
         return loss
 
     guarded_step.guards = guards  # type: ignore[attr-defined]

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.problem import Problem, StepFunction
+from graddoctor.problem import Problem, StepFunction, backward_and_step
 from graddoctor.remedies._recurrent_cells import (
     RecurrentTrace,
     activation_derivative,
@@ -184,10 +184,7 @@ def omega_step(
         loss = task_loss + strength * omega
         for penalty in problem.penalties:
             loss = loss + penalty(model, inputs, outputs)
-        loss.backward()
-        for transform in problem.grad_transforms:
-            transform(model, optimizer)
-        optimizer.step()
+        backward_and_step(problem, model, optimizer, loss)
         return loss.detach()
 
     step_fn.__name__ = "omega_step"

@@ -1,14 +1,16 @@
-"""Fused per-tensor reductions: ``torch._foreach_norm`` per (device, dtype) group.
+"""The one (device, dtype) grouper and the fused per-tensor reductions built on it.
 
-Every function returns a 1-D float32 tensor on the first tensor's device, one entry
-per input tensor, without any host synchronisation.
+``group_by_device_and_dtype`` splits tensors for the ``torch._foreach_*`` kernels (the
+probes' norms and the clipping remedies both use it). Every reduction returns a 1-D
+float32 tensor on the first tensor's device, one entry per input tensor, without any host
+synchronisation.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -27,15 +29,59 @@ def _dense(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def group_by_device_dtype(tensors: Sequence[torch.Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
-    """Indices of ``tensors`` grouped by (device, dtype), in input order."""
-    groups: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
-    for i, tensor in enumerate(tensors):
-        groups[(tensor.device, tensor.dtype)].append(i)
-    return groups
+# devices with fused multi-tensor (foreach) kernels; anything else uses a plain loop
+_FOREACH_DEVICE_TYPES = frozenset({"cpu", "cuda", "xpu"})
 
 
-def norms(tensors: Sequence[torch.Tensor], ord: float = 2.0, device: torch.device | None = None) -> torch.Tensor:
+class TensorGroup(NamedTuple):
+    """Tensors sharing a device and dtype, their positions in the input, and the kernel choice."""
+
+    device: torch.device
+    tensors: list[torch.Tensor]
+    indices: list[int]
+    foreach: bool
+
+
+def group_by_device_and_dtype(
+    tensors: Sequence[torch.Tensor], foreach: bool | None = None
+) -> list[TensorGroup]:
+    """Split ``tensors`` by (device, dtype), in first-seen order, deciding foreach once per group.
+
+    Args:
+        tensors: the tensors to group.
+        foreach: ``None`` uses the foreach kernels where supported (plain strided tensors on
+            a device that has them), ``True`` insists, ``False`` uses a plain loop.
+
+    Raises:
+        RuntimeError: ``foreach=True`` on a device without foreach kernels.
+    """
+    by_key: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[int]]] = {}
+    for index, tensor in enumerate(tensors):
+        members, indices = by_key.setdefault((tensor.device, tensor.dtype), ([], []))
+        members.append(tensor)
+        indices.append(index)
+    return [
+        TensorGroup(device, members, indices, _use_foreach(members, device, foreach))
+        for (device, _), (members, indices) in by_key.items()
+    ]
+
+
+def _use_foreach(tensors: list[torch.Tensor], device: torch.device, foreach: bool | None) -> bool:
+    device_ok = device.type in _FOREACH_DEVICE_TYPES and not torch.jit.is_scripting()
+    if foreach is None:
+        # tensor subclasses (e.g. DTensor) go through the plain loop, as in torch
+        return device_ok and all(type(t) is torch.Tensor for t in tensors)
+    if foreach and not device_ok:
+        raise RuntimeError(
+            f"foreach=True was passed, but there are no foreach kernels for {device.type} "
+            "tensors: pass foreach=None to fall back to a plain loop"
+        )
+    return bool(foreach)
+
+
+def norms(
+    tensors: Sequence[torch.Tensor], ord: float = 2.0, device: torch.device | None = None
+) -> torch.Tensor:
     r"""Per-tensor vector norms.
 
     .. math:: n_i = \lVert \mathrm{vec}(T_i) \rVert_{p}
@@ -55,14 +101,14 @@ def norms(tensors: Sequence[torch.Tensor], ord: float = 2.0, device: torch.devic
         return torch.zeros(0, dtype=torch.float32, device=device)
     device = tensors[0].device if device is None else device
     dense = [_dense(t) for t in tensors]
-    groups = group_by_device_dtype(dense)
+    groups = group_by_device_and_dtype(dense)
     out = None if len(groups) == 1 else torch.empty(len(dense), dtype=torch.float32, device=device)
-    for idx in groups.values():
-        values = _same_kind_norms([dense[i] for i in idx], ord)
+    for group in groups:
+        values = _same_kind_norms(group.tensors, ord)
         stacked = torch.stack([v.to(torch.float32) for v in values]).to(device)
         if out is None:
             return stacked
-        out[torch.tensor(idx, device=device)] = stacked
+        out[torch.tensor(group.indices, device=device)] = stacked
     return out
 
 
@@ -113,11 +159,15 @@ def max_abs(tensors: Sequence[torch.Tensor], device: torch.device | None = None)
             continue
         low, high = torch.aminmax(dense)
         biggest = torch.maximum(low.neg(), high).to(torch.float32)
-        values.append(torch.where(torch.isnan(low) | torch.isnan(high), low.to(torch.float32), biggest))
+        values.append(
+            torch.where(torch.isnan(low) | torch.isnan(high), low.to(torch.float32), biggest)
+        )
     return torch.stack([v.to(device) for v in values])
 
 
-def nonfinite_counts(tensors: Sequence[torch.Tensor], device: torch.device | None = None) -> torch.Tensor:
+def nonfinite_counts(
+    tensors: Sequence[torch.Tensor], device: torch.device | None = None
+) -> torch.Tensor:
     """Per-tensor count of NaN and +-Inf entries, float32 ``[len(tensors)]``."""
     if not tensors:
         return torch.zeros(0, dtype=torch.float32, device=device)
@@ -127,7 +177,9 @@ def nonfinite_counts(tensors: Sequence[torch.Tensor], device: torch.device | Non
 
 
 def differences_norms(
-    after: Sequence[torch.Tensor], before: Sequence[torch.Tensor], device: torch.device | None = None
+    after: Sequence[torch.Tensor],
+    before: Sequence[torch.Tensor],
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     r"""Per-tensor ``\lVert a_i - b_i \rVert_2`` without keeping the differences.
 
