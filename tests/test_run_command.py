@@ -25,7 +25,7 @@ from torch.nn.modules import module as module_hooks
 from torch.optim import optimizer as optimizer_module
 
 from graddoctor import diagnose, open_run
-from graddoctor._run_command import run_script
+from graddoctor.cli._run_command import run_script
 from graddoctor.integrations.zero_code import Instrumentation, run_instrumented
 
 from . import reference
@@ -317,7 +317,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_cli_run_subprocess(tmp_path):
     if _cli("run", "--help", cwd=tmp_path).returncode != 0:
-        pytest.skip("the `graddoctor run` command is not in graddoctor/cli.py yet")
+        pytest.skip("the `graddoctor run` command is not in graddoctor.cli yet")
     done = _cli("run", str(SCRIPT), "--json", "-o", str(tmp_path / "runs"), "--",
                 "--steps", "5", "--diverge", "--print-every", "100", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -22,7 +22,8 @@ def write_steps(path, steps, commit_every=1):
     for s in range(steps):
         w.add_stat(s, "grad_norm", np.array([s, s + 0.5, -s], dtype=np.float32))
         w.add_scalar(s, "loss", 1.0 / (s + 1))
-        w.maybe_commit()
+        if w.commit_due():
+            w.commit()
     return w
 
 

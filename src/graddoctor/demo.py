@@ -3,6 +3,7 @@
 ``run_exploding_regression`` is seed 004's run, recorded until NaN; ``run_scenarios``
 diagnoses every built-in scenario, checks its variants against what the literature
 reports, compares its remedies and writes one HTML page per scenario plus an index.
+Nothing here prints: ``graddoctor.cli._demo`` presents these runs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The ``graddoctor`` command: a thin typer layer over the library."""
+"""The ``graddoctor`` command: a thin typer layer over the library.
+
+Each command parses its options, calls the library and prints; the printing lives beside it:
+``_console`` (the per-layer table), ``_progress`` (progress bars), ``_demo`` (what
+``graddoctor demo`` shows) and ``_run_command`` (``graddoctor run``).
+"""
 
 from __future__ import annotations
 
@@ -25,9 +30,9 @@ def show(
     step: int | None = typer.Option(None, "--step", help="the step to show (default: the last)"),
 ) -> None:
     """Per-layer table of one recorded step, in depth order, with a log10 gradient-norm bar."""
+    from ..layers import layer_rows
+    from ..store import RunFileError, open_run
     from ._console import layer_table
-    from .layers import layer_rows
-    from .store import RunFileError, open_run
 
     try:
         run = open_run(run_path)
@@ -43,7 +48,7 @@ def load_problem(target: str):
     import importlib
     import importlib.util
 
-    from .problem import Problem
+    from ..problem import Problem
 
     module_name, sep, function_name = target.partition(":")
     if not sep or not module_name or not function_name:
@@ -85,7 +90,7 @@ def checkup(
     out: Path | None = typer.Option(None, "--out", "-o", help="run file to write"),
 ) -> None:
     """Train a copy of the problem's model briefly and diagnose it. Exit 0 healthy, 1 findings, 2 bad input."""
-    from .diagnosis import checkup as run_checkup
+    from ..diagnosis import checkup as run_checkup
 
     problem = load_problem(target)
     try:
@@ -101,8 +106,8 @@ def diagnose(
     as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json()"),
 ) -> None:
     """Diagnose a recorded run. Exit 0 healthy, 1 findings, 2 bad input."""
-    from .diagnosis import diagnose as run_diagnose
-    from .store import RunFileError
+    from ..diagnosis import diagnose as run_diagnose
+    from ..store import RunFileError
 
     try:
         diagnosis = run_diagnose(run_path)
@@ -121,9 +126,10 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
 ) -> None:
     """Run the baseline and remedies side by side from the same start and rank them."""
-    from .diagnosis import checkup as run_checkup
-    from .experiment import compare as run_compare
-    from .remedies import get_remedy
+    from ..diagnosis import checkup as run_checkup
+    from ..experiment import compare as run_compare
+    from ..remedies import get_remedy
+    from ._progress import TrialProgress
 
     problem = load_problem(target)
     specs = [r.split("+") if "+" in r else r for r in remedy]
@@ -135,7 +141,7 @@ def compare(
             diagnosis = run_checkup(problem, steps=min(steps, 30), run_path=out / "checkup.gdr")
             specs = [r for r in diagnosis.remedies() if get_remedy(r).applicable(problem)[0]][:4]
             console.print(f"diagnosis: {diagnosis.summary} trying: {', '.join(specs) or 'nothing'}")
-        with _trial_progress(len(specs) + 1, seeds, steps) as advance:
+        with TrialProgress(console, len(specs) + 1, seeds, steps) as advance:
             comparison = run_compare(problem, specs, steps=steps, seeds=seeds, out_dir=out, progress=advance)
     except (KeyError, ValueError, TypeError) as err:
         _fail(str(err).strip('"'))
@@ -146,30 +152,6 @@ def compare(
         console.print(f"runs and comparison.json in {out}; graddoctor report {out / 'comparison.json'} -o report.html")
 
 
-class _trial_progress:
-    """A rich progress bar over trials x seeds x steps, as a ``progress`` callback."""
-
-    def __init__(self, trials: int, seeds: int, steps: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.progress = Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-                                 console=console, transient=True)
-        self.total = trials * seeds * steps
-        self.steps = steps
-
-    def __enter__(self):
-        self.progress.start()
-        self.task = self.progress.add_task("trials", total=self.total)
-        self.done = 0
-        return self.advance
-
-    def advance(self, name: str, step: int, steps: int) -> None:
-        self.progress.update(self.task, description=name, advance=1)
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-
 @app.command()
 def plot(
     run_path: Path = typer.Argument(..., metavar="RUN.gdr"),
@@ -178,8 +160,8 @@ def plot(
     out: Path = typer.Option(..., "--out", "-o", help="PNG or SVG file"),
 ) -> None:
     """Draw one figure of a recorded run to a PNG or SVG file."""
-    from .report import save_figure
-    from .store import RunFileError
+    from ..report import save_figure
+    from ..store import RunFileError
 
     try:
         written = save_figure(run_path, kind, out)
@@ -194,8 +176,8 @@ def report(
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="the HTML file to write"),
 ) -> None:
     """Write a self-contained HTML report (findings, figures, comparison, metadata)."""
-    from .report.html import comparison_report, run_report
-    from .store import RunFileError
+    from ..report.html import comparison_report, run_report
+    from ..store import RunFileError
 
     if source.is_dir():
         source = source / "comparison.json"
@@ -240,68 +222,14 @@ def demo(
 ) -> None:
     """Seed 004's exploding regression step by step, then every built-in scenario diagnosed,
     treated and reported (graddoctor-report/index.html)."""
-    from .demo import run_scenarios
-    from .scenarios import available
+    from ..scenarios import available
+    from ._demo import regression_walkthrough, scenarios_overview
 
     if name is not None and name not in available():
         _fail(f"no scenario {name!r}; scenarios: {', '.join(available())}")
     if name in (None, "exploding-regression"):
-        _regression_walkthrough(out / "runs" / "exploding-regression-walkthrough.gdr", epochs)
-    console.rule("[bold]scenarios: diagnosis, literature check, remedies compared")
-    with console.status("working") as status:
-        outcomes = run_scenarios(out, [name] if name else None, progress=lambda m: status.update(m))
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for header in ("scenario", "baseline diagnosis", "variants", "as reported", "best remedy"):
-        table.add_column(header)
-    for o in outcomes:
-        variants = "; ".join(f"{label}: {', '.join(k) or 'healthy'}" for label, k in o.found.items() if label != "baseline")
-        table.add_row(o.name, ", ".join(o.kinds) or "healthy", variants or "-",
-                      "[green]yes[/]" if o.as_expected else "[yellow]differs[/]", o.best_trial or "-")
-    console.print(table)
-    console.print(f"report: {out / 'index.html'}")
-
-
-def _regression_walkthrough(out: Path, epochs: int) -> None:
-    """Seed 004's exploding regression recorded step by step until NaN, then diagnosed."""
-    from ._console import layer_table
-    from .demo import run_exploding_regression
-    from .diagnosis import diagnose as run_diagnose
-    from .layers import layer_rows
-
-    console.rule("[bold]graddoctor demo: exploding regression (seed 004)")
-    console.print("1000 x 10 regression data with noise 0.1 (targets std ~180), MLP 10-15-1 with ReLU, "
-                  "SGD lr 0.01, MSE, batches of 32: the targets are not standardised.")
-    result = run_exploding_regression(out, epochs=epochs, progress=_progress())
-    for epoch, loss in enumerate(result.epoch_losses, 1):
-        console.print(f"epoch {epoch}: mean loss {loss:.6g}")
-    shown = result.first_nonfinite_step + 2 if result.first_nonfinite_step is not None else 12
-    console.print("first losses: " + ", ".join(f"{v:.3g}" for v in result.losses[:shown]))
-    console.print(layer_table(*_rows_at(layer_rows, out, 0), title="step 0: gradients are already large"))
-    if result.first_bad_gradient_step is not None:
-        bad = result.first_bad_gradient_step
-        if bad > 0:
-            console.print(layer_table(*_rows_at(layer_rows, out, bad - 1), title=f"step {bad - 1}: the last finite gradients"))
-        console.print(layer_table(*_rows_at(layer_rows, out, bad), title=f"step {bad}: the gradients overflow"))
-    if result.first_nonfinite_step is not None:
-        console.print(f"[bold red]the loss became non-finite at step {result.first_nonfinite_step}[/] "
-                      f"(gradients first at step {result.first_bad_gradient_step})")
-    console.print(f"run file: {out}  (graddoctor show {out} --step N)")
-    console.rule("[bold]diagnosis")
-    console.print(run_diagnose(out))
-
-
-def _rows_at(layer_rows, out: Path, step: int):
-    found, rows = layer_rows(out, step)
-    return rows, found
-
-
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    return Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                    console=console, transient=True)
+        regression_walkthrough(console, out / "runs" / "exploding-regression-walkthrough.gdr", epochs)
+    scenarios_overview(console, out, name)
 
 
 def main() -> None:
@@ -311,6 +239,3 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
 
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .integrations.zero_code import run_instrumented
+from ..integrations.zero_code import run_instrumented
 
 
 def run_script(
@@ -48,7 +48,7 @@ def run_script(
     """
     from rich.markup import escape
 
-    from .diagnosis import diagnose
+    from ..diagnosis import diagnose
 
     if console is None:
         from ._console import make_console

@@ -11,21 +11,22 @@ Three pieces of theory, each checked against autograd in ``tests/test_theory.py`
   isometry (Saxe et al. 2014; Pennington, Schoenholz & Ganguli 2017).
 
 All functions return floats or numpy arrays and never change the model they measure.
+One module per family: ``linear_chain``, ``recurrent``, ``isometry``.
 """
 
-from graddoctor._theory_isometry import (
+from .isometry import (
     build_isometry_mlp,
     isometry_experiment,
     jacobian_singular_values,
     singular_value_summary,
 )
-from graddoctor._theory_linear_chain import (
+from .linear_chain import (
     build_linear_chain,
     linear_chain_activations,
     linear_chain_input_gradients,
     linear_chain_weight_gradients,
 )
-from graddoctor._theory_recurrent import (
+from .recurrent import (
     activation_derivative_bound,
     jacobian_bound,
     largest_singular_value,

@@ -1,0 +1,5 @@
+"""``python -m graddoctor.cli``: the ``graddoctor`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,28 @@
+"""The run file (``.gdr``): one SQLite database per run, written by the Monitor.
+
+Schema (version 1)::
+
+    meta(key TEXT PRIMARY KEY, value TEXT)            -- JSON values
+    layer_names(grp TEXT, idx INTEGER, name TEXT)     -- the columns of each group
+    stat_groups(stat TEXT PRIMARY KEY, grp TEXT)      -- which group a statistic spans
+    stats(step INTEGER, stat TEXT, value BLOB)        -- float32 vector over the group
+    scalars(step INTEGER, name TEXT, value REAL)      -- loss, lr/0, time/step ...
+    events(step INTEGER, kind TEXT, payload TEXT)     -- JSON payloads
+
+The database runs in WAL mode: a reader can open it while the writer writes, and a
+writer killed with SIGKILL loses only the rows of its uncommitted batch.
+"""
+
+from ._reader import Run, open_run
+from ._schema import FORMAT_NAME, SCHEMA_VERSION, SQLITE_MAGIC, RunFileError
+from ._writer import RunWriter
+
+__all__ = [
+    "FORMAT_NAME",
+    "SCHEMA_VERSION",
+    "SQLITE_MAGIC",
+    "Run",
+    "RunFileError",
+    "RunWriter",
+    "open_run",
+]
