@@ -10,7 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-BOUNDS = {nn.Sigmoid: (0.0, 1.0), nn.Tanh: (-1.0, 1.0), nn.Softsign: (-1.0, 1.0), nn.Hardsigmoid: (0.0, 1.0)}
+BOUNDS = {
+    nn.Sigmoid: (0.0, 1.0),
+    nn.Tanh: (-1.0, 1.0),
+    nn.Softsign: (-1.0, 1.0),
+    nn.Hardsigmoid: (0.0, 1.0),
+    nn.LogSigmoid: (-np.inf, 0.0),
+}
 
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -74,13 +80,15 @@ def output_stats(module: nn.Module, y: np.ndarray, conv_like: bool) -> dict[str,
     flat = y.ravel()
     stats = {"act_mean": float(flat.mean()), "act_std": float(flat.std()), "act_nonfinite": float((~np.isfinite(flat)).sum())}
     bounds = None
-    if isinstance(module, nn.Hardtanh):
+    if isinstance(module, nn.Hardtanh) and not isinstance(module, nn.ReLU6):  # ReLU6 rectifies
         bounds = (module.min_val, module.max_val)
     for kind, b in BOUNDS.items():
         if isinstance(module, kind):
             bounds = b
     if bounds is None:
         stats["act_saturated"] = np.nan
+    elif bounds[0] == -np.inf:  # LogSigmoid: saturated where its derivative 1 - e^y < ~0.01
+        stats["act_saturated"] = sum(1 for v in flat if v >= bounds[1] - 0.01) / flat.size
     else:
         lo, hi = bounds
         margin = 0.01 * (hi - lo)

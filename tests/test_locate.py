@@ -1,4 +1,4 @@
-"""Tests for graddoctor.diagnosis.locate: where NaN/Inf is born, and that the replay leaves no trace."""
+"""Tests for graddoctor.probes.nonfinite_replay: where NaN/Inf is born, and that the replay leaves no trace."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from graddoctor.diagnosis.locate import NonfiniteEvent, NonfiniteReport, locate_nonfinite
+from graddoctor.probes.nonfinite_replay import NonfiniteEvent, NonfiniteReport, locate_nonfinite
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -6,13 +6,14 @@ Importing graddoctor never imports matplotlib, rich or typer.
 
 from . import clip, init, theory
 from ._version import __version__
-from .diagnosis import Diagnosis, Finding, checkup, diagnose
-from .diagnosis.locate import NonfiniteReport, locate_nonfinite
+from .checkup import checkup
+from .diagnosis import Diagnosis, Finding, diagnose
 from .experiment import Comparison, TrialResult, compare
 from .monitor import Monitor, model_summary
+from .monitor.schedules import as_schedule, every_n, log_spaced
+from .probes.nonfinite_replay import NonfiniteReport, locate_nonfinite
 from .problem import Problem, train_step
 from .remedies import REMEDY_IDS, Remedy, available, chain, get_remedy
-from .schedules import as_schedule, every_n, log_spaced
 from .store import Run, RunFileError, RunWriter, open_run
 
 __all__ = [

@@ -100,7 +100,7 @@ def run_scenarios(out_dir: str | os.PathLike = "graddoctor-report", names: list[
         max_remedies: remedies compared per scenario (the scenario's own list, in order).
         progress: called as ``progress(message)`` before each stage.
     """
-    from .diagnosis import checkup
+    from .checkup import checkup
     from .experiment import compare
     from .remedies import get_remedy
     from .report.html import index_page, run_report

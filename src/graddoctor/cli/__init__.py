@@ -90,7 +90,7 @@ def checkup(
     out: Path | None = typer.Option(None, "--out", "-o", help="run file to write"),
 ) -> None:
     """Train a copy of the problem's model briefly and diagnose it. Exit 0 healthy, 1 findings, 2 bad input."""
-    from ..diagnosis import checkup as run_checkup
+    from ..checkup import checkup as run_checkup
 
     problem = load_problem(target)
     try:
@@ -126,7 +126,7 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
 ) -> None:
     """Run the baseline and remedies side by side from the same start and rank them."""
-    from ..diagnosis import checkup as run_checkup
+    from ..checkup import checkup as run_checkup
     from ..experiment import compare as run_compare
     from ..remedies import get_remedy
     from ._progress import TrialProgress

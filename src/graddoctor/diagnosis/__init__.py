@@ -1,9 +1,7 @@
-"""Diagnosis: detectors over recorded runs, ``checkup`` on live models, NaN localisation."""
+"""Diagnosis: detectors over recorded runs (it only reads records; ``graddoctor.checkup``
+trains, ``graddoctor.probes.nonfinite_replay`` replays)."""
 
-from .checkup import checkup
 from .diagnose import diagnose
 from .findings import KINDS, SCHEMA, SEVERITIES, Diagnosis, Finding
-from .locate import NonfiniteReport, locate_nonfinite
 
-__all__ = ["KINDS", "SCHEMA", "SEVERITIES", "Diagnosis", "Finding", "NonfiniteReport", "checkup", "diagnose",
-           "locate_nonfinite"]
+__all__ = ["KINDS", "SCHEMA", "SEVERITIES", "Diagnosis", "Finding", "diagnose"]

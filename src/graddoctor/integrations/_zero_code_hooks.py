@@ -15,9 +15,9 @@ from torch.optim import optimizer as optimizer_module
 
 from .._foreach import norms
 from .._paths import run_stamp
-from ..diagnosis.locate import locate_nonfinite
 from ..monitor import Monitor
-from ..schedules import Schedule, as_schedule
+from ..monitor.schedules import Schedule, as_schedule
+from ..probes.nonfinite_replay import locate_nonfinite
 from ._zero_code_models import RootTracker, model_for, optimizer_parameters, replay_batch
 
 MAX_REPLAYS = 3  # replays of non-finite steps per optimizer that found no source

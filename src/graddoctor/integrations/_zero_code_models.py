@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.modules import module as module_hooks
 from torch.nn.modules.loss import _Loss
 
-from ..diagnosis.locate import iter_tensors
+from ..probes.nonfinite_replay import iter_tensors
 
 
 def detached(obj: Any) -> Any:

@@ -32,7 +32,7 @@ import torch
 
 from ..diagnosis import Diagnosis
 from ..monitor import Monitor
-from ..schedules import Schedule
+from ..monitor.schedules import Schedule
 from ._lazy import first_available
 from ._runs import diagnose_and_report, next_run_path
 

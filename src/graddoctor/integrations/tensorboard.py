@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..monitor.schedules import Schedule, as_schedule
 from ..probes.activations import ACTIVATION_STATS
-from ..schedules import Schedule, as_schedule
 from ..store import Run, RunFileError, open_run
 from ._lazy import require
 

@@ -48,7 +48,7 @@ import torch
 
 from ..diagnosis import Diagnosis
 from ..monitor import Monitor
-from ..schedules import Schedule
+from ..monitor.schedules import Schedule
 from ._lazy import require
 from ._runs import diagnose_and_report, next_run_path
 

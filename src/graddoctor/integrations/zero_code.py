@@ -22,7 +22,7 @@ in this process (``runpy.run_path(script, run_name="__main__")`` with
 * **NaN/Inf**: after the Monitor has read the gradients and before the update, one
   host sync per step checks that the loss and every gradient norm are finite. At the
   first step that is not, the root model's last batch is replayed under
-  :func:`~graddoctor.diagnosis.locate.locate_nonfinite` with the weights that produced
+  :func:`~graddoctor.probes.nonfinite_replay.locate_nonfinite` with the weights that produced
   it (no copy of the weights is kept: the update has not happened yet) and the result is
   recorded as a ``nonfinite_source`` event, which ``diagnose`` reports. When the script
   raises before stepping (``if not torch.isfinite(loss): raise ...``), the same replay
@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..schedules import Schedule
+from ..monitor.schedules import Schedule
 from ._zero_code_hooks import Instrumentation
 
 

@@ -3,18 +3,23 @@
 Hooks are installed only for the steps the schedule picks and removed right after, so
 an unscheduled step runs the model exactly as without graddoctor.
 
-For each module (its output's first floating tensor):
+For each module (its output's first floating tensor), the ``"modules"`` statistics of
+``probes.statistics``; which modules saturate or rectify is the taxonomy's
+(``graddoctor._modules``):
 
 * ``act_mean``, ``act_std``: mean and (population) standard deviation of the output.
-* ``act_saturated``: for a bounded activation with bounds ``[lo, hi]``, the fraction of
-  outputs within 1% of ``hi - lo`` of either bound (NaN for other modules).
-* ``act_dead``: for the ReLU family, the fraction of units that are 0 for every sample
-  of the batch; a unit is a channel (dim 1) for convolution outputs, else a feature of
-  the last dimension (NaN for other modules).
+* ``act_saturated``: for a saturating activation with bounds ``[lo, hi]``
+  (``saturation_bounds``; ReLU6 is a rectifier, not saturating), the fraction of outputs
+  within 1% of ``hi - lo`` of either bound; for LogSigmoid, ``(-inf, 0]``, within 0.01
+  of 0 (NaN for other modules).
+* ``act_dead``: for a rectifier (ReLU, ReLU6, a zero Threshold), the fraction of units
+  that are 0 for every sample of the batch; a unit is a channel (dim 1) for outputs of
+  4+ dims and for 3-dim outputs after a convolution or channel norm (``features_first``),
+  else a feature of the last dimension (NaN for other modules).
 * ``act_nonfinite``: count of NaN/Inf outputs.
 * ``out_grad_norm``: L2 norm of dLoss/dOutput (summed in quadrature over calls).
 
-Recurrent modules (``nn.RNNBase`` or any module with a ``weight_hh`` parameter) also
+Recurrent modules (``nn.RNNBase``, the RNN cells, any module with a ``weight_hh`` parameter) also
 record ``time_grad_norm:<name>``: the L2 norm over batch and features of dLoss/dx_t
 for each time step t of their input, the quantity whose decay over t is the vanishing
 gradient over time (Pascanu, Mikolov & Bengio 2013).
@@ -23,44 +28,62 @@ gradient over time (Pascanu, Mikolov & Bengio 2013).
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._modules import (
+    NORMALIZATION,
+    WEIGHT_LAYER,
+    is_rectifier,
+    is_recurrent,
+    module_families,
+    saturation_bounds,
+)
+from ._tensors import first_float_tensor
 from ._wrappers import named_modules
+from .statistics import ACTIVATION_STATS, StatBlock
 
-ACTIVATION_STATS = ("act_mean", "act_std", "act_saturated", "act_dead", "act_nonfinite", "out_grad_norm")
 SATURATION_MARGIN = 0.01  # "within 1% of the bounds", as a fraction of the output range
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_CHANNEL_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d)
 
 
-def activation_bounds(module: nn.Module) -> tuple[float, float] | None:
-    """The output range of a bounded (saturating) activation module, else None."""
-    if isinstance(module, nn.Hardtanh):  # includes ReLU6
-        return float(module.min_val), float(module.max_val)
-    if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
-        return 0.0, 1.0
-    if isinstance(module, (nn.Tanh, nn.Softsign)):
-        return -1.0, 1.0
+def features_first(module: nn.Module) -> bool | None:
+    """Whether a layer puts its features (channels) at dim 1 rather than last; None if it sets no layout.
+
+    Convolutions and the batch, instance, group and local-response norms work on dim 1;
+    other weight layers (Linear, recurrent...) and LayerNorm / RMSNorm (``normalized_shape``)
+    on the trailing dims. Activations and other modules keep the layout of the layer before.
+    """
+    families = module_families(module)
+    if WEIGHT_LAYER in families:
+        return isinstance(module, nn.modules.conv._ConvNd)
+    if NORMALIZATION in families:
+        return not hasattr(module, "normalized_shape")
     return None
 
 
-def is_relu_family(module: nn.Module) -> bool:
-    """True for activations whose units can be exactly 0 for every input (dead units)."""
-    if isinstance(module, nn.Threshold):
-        return float(module.value) == 0.0
-    return isinstance(module, (nn.ReLU, nn.ReLU6))
+def saturated_fraction(y: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """The fraction of ``y`` within ``SATURATION_MARGIN`` of the range ``hi - lo`` of a bound.
+
+    A one-side bounded activation (LogSigmoid, ``(-inf, 0]``) counts outputs within
+    ``SATURATION_MARGIN`` of its finite bound: there its derivative is below about 0.01.
+    """
+    span = hi - lo
+    margin = SATURATION_MARGIN * span if math.isfinite(span) else SATURATION_MARGIN
+    near = torch.zeros_like(y, dtype=torch.bool)
+    if math.isfinite(lo):
+        near |= y <= lo + margin
+    if math.isfinite(hi):
+        near |= y >= hi - margin
+    return near.float().mean()
 
 
-def is_recurrent(module: nn.Module) -> bool:
-    """nn.RNN/LSTM/GRU or any module owning a ``weight_hh`` recurrent matrix."""
-    return isinstance(module, nn.RNNBase) or isinstance(getattr(module, "weight_hh", None), nn.Parameter)
-
-
-def select_modules(model: nn.Module, patterns: str | Sequence[str] = "leaf") -> list[tuple[str, nn.Module]]:
+def select_modules(
+    model: nn.Module, patterns: str | Sequence[str] = "leaf"
+) -> list[tuple[str, nn.Module]]:
     """The (name, module) pairs to monitor, in registration order.
 
     Args:
@@ -85,25 +108,13 @@ def select_modules(model: nn.Module, patterns: str | Sequence[str] = "leaf") -> 
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(n, pattern) for n, _ in named):
             sample = ", ".join(repr(n) for n, _ in named[1:13])
-            raise ValueError(f"no module of {type(model).__name__} matches {pattern!r}; module names are e.g. {sample}")
+            raise ValueError(
+                f"no module of {type(model).__name__} matches {pattern!r}; module names are e.g. {sample}"
+            )
     for name, module in named:
         if any(fnmatch.fnmatchcase(name, p) for p in patterns):
             chosen.append((name, module))
     return chosen
-
-
-def first_float_tensor(value: Any) -> torch.Tensor | None:
-    """The first floating-point tensor inside a (nested) output, else None."""
-    if isinstance(value, torch.Tensor):
-        return value if value.is_floating_point() else None
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = first_float_tensor(item)
-            if found is not None:
-                return found
-    return None
 
 
 class ActivationProbe:
@@ -117,7 +128,7 @@ class ActivationProbe:
         self._values: dict[int, list[torch.Tensor]] = {}
         self._grad_sq: dict[int, torch.Tensor] = {}
         self._time_grads: dict[int, torch.Tensor] = {}
-        self._last_weight_layer: nn.Module | None = None
+        self._features_first = False  # the layout of the last weight or norm layer run
         self.execution_order: list[str] = []
 
     @property
@@ -135,7 +146,9 @@ class ActivationProbe:
         for index, module in enumerate(self.modules):
             self._handles.append(module.register_forward_hook(self._forward_hook(index)))
         for index in self.recurrent:
-            self._handles.append(self.modules[index].register_forward_pre_hook(self._time_pre_hook(index)))
+            self._handles.append(
+                self.modules[index].register_forward_pre_hook(self._time_pre_hook(index))
+            )
 
     def remove(self) -> None:
         """Remove every hook this probe registered."""
@@ -143,8 +156,8 @@ class ActivationProbe:
             handle.remove()
         self._handles.clear()
 
-    def collect(self, device: torch.device) -> torch.Tensor:
-        """``[len(ACTIVATION_STATS), M]`` for the last forward/backward; NaN where not run."""
+    def collect(self, device: torch.device) -> StatBlock:
+        """``ACTIVATION_STATS`` rows of ``M`` columns for the last forward/backward; NaN where not run."""
         nan = torch.tensor(float("nan"), device=device)
         columns = []
         for index in range(len(self.modules)):
@@ -153,11 +166,11 @@ class ActivationProbe:
                 columns.append(nan.expand(len(ACTIVATION_STATS)))
                 continue
             grad_sq = self._grad_sq.get(index)
-            grad = grad_sq.sqrt().to(device) if grad_sq is not None else nan
-            columns.append(torch.stack([v.to(device) for v in values] + [grad]))
+            values = {**values, "out_grad_norm": grad_sq.sqrt() if grad_sq is not None else nan}
+            columns.append(torch.stack([values[name].to(device) for name in ACTIVATION_STATS]))
         if not columns:
-            return torch.zeros(len(ACTIVATION_STATS), 0, device=device)
-        return torch.stack(columns, dim=1)
+            return StatBlock(ACTIVATION_STATS, torch.zeros(len(ACTIVATION_STATS), 0, device=device))
+        return StatBlock(ACTIVATION_STATS, torch.stack(columns, dim=1))
 
     def time_gradients(self) -> dict[str, torch.Tensor]:
         """For each recurrent module reached by backward: the ``[T]`` norms of dLoss/dx_t."""
@@ -166,44 +179,53 @@ class ActivationProbe:
     # -- hooks -----------------------------------------------------------------------
     def _forward_hook(self, index: int):
         module = self.modules[index]
-        bounds = activation_bounds(module)
-        relu_like = is_relu_family(module)
+        bounds = saturation_bounds(module)
+        rectifier = is_rectifier(module)
+        layout = features_first(module)
 
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
-            if isinstance(mod, (nn.Linear, *_CONV, *_CHANNEL_NORMS)):
-                self._last_weight_layer = mod
+            if layout is not None:
+                self._features_first = layout
             tensor = first_float_tensor(output)
             if tensor is None:
                 return
             if index not in self._values:
                 self.execution_order.append(self.names[index])
-            self._values[index] = self._output_stats(tensor.detach(), bounds, relu_like)
+            self._values[index] = self._output_stats(tensor.detach(), bounds, rectifier)
             if tensor.requires_grad:
                 tensor.register_hook(self._grad_hook(index))
 
         return hook
 
-    def _output_stats(self, y: torch.Tensor, bounds: tuple[float, float] | None, relu_like: bool) -> list[torch.Tensor]:
+    def _output_stats(
+        self, y: torch.Tensor, bounds: tuple[float, float] | None, rectifier: bool
+    ) -> dict[str, torch.Tensor]:
+        """The output's statistics by name (all but ``out_grad_norm``, which backward adds)."""
         yf = y.float()
         nan = torch.tensor(float("nan"), device=y.device)
         if yf.numel() == 0:
-            return [nan, nan, nan, nan, torch.zeros((), device=y.device)]
+            return {
+                "act_mean": nan,
+                "act_std": nan,
+                "act_saturated": nan,
+                "act_dead": nan,
+                "act_nonfinite": torch.zeros((), device=y.device),
+            }
         std, mean = torch.std_mean(yf, correction=0)
-        saturated = nan
-        if bounds is not None:
-            lo, hi = bounds
-            margin = SATURATION_MARGIN * (hi - lo)
-            saturated = ((yf <= lo + margin) | (yf >= hi - margin)).float().mean()
-        dead = nan
-        if relu_like and yf.dim() >= 1:
-            dead = self._dead_fraction(yf)
+        saturated = nan if bounds is None else saturated_fraction(yf, *bounds)
+        dead = self._dead_fraction(yf) if rectifier and yf.dim() >= 1 else nan
         nonfinite = torch.isfinite(yf).logical_not().sum().float()
-        return [mean, std, saturated, dead, nonfinite]
+        return {
+            "act_mean": mean,
+            "act_std": std,
+            "act_saturated": saturated,
+            "act_dead": dead,
+            "act_nonfinite": nonfinite,
+        }
 
     def _dead_fraction(self, y: torch.Tensor) -> torch.Tensor:
         unit_dim = y.dim() - 1
-        conv_like = y.dim() >= 4 or (y.dim() == 3 and isinstance(self._last_weight_layer, (*_CONV, *_CHANNEL_NORMS)))
-        if conv_like:
+        if y.dim() >= 4 or (y.dim() == 3 and self._features_first):
             unit_dim = 1
         other = [d for d in range(y.dim()) if d != unit_dim]
         alive = (y != 0).any(dim=other) if other else (y != 0)

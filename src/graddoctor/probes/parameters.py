@@ -1,10 +1,11 @@
 """Per-parameter statistics: gradients (before the step) and weights/updates (after).
 
-Everything stays on the device: each measure returns one stacked ``[n_stats, n_params]``
-float32 tensor, NaN where a parameter has no gradient this step.
+Everything stays on the device: each measure returns one :class:`StatBlock` (a stacked
+``[n_stats, n_params]`` float32 tensor with named rows, the statistics declared in
+``probes.statistics``), NaN where a parameter has no gradient this step.
 
 Sharded parameters (FSDP2's DTensor, FSDP1's flat views) are measured on the part this
-process holds; ``graddoctor.integrations.distributed`` combines the parts into global
+process holds; ``graddoctor.monitor.distributed`` combines the parts into global
 statistics.
 """
 
@@ -17,10 +18,7 @@ from torch import nn
 
 from .._foreach import differences_norms, max_abs, nonfinite_counts, norms
 from ._wrappers import named_parameters
-
-GRAD_STATS = ("grad_norm", "grad_max", "grad_nonfinite")
-WEIGHT_STATS = ("weight_norm", "update_norm", "update_ratio")
-PARAMETER_STATS = GRAD_STATS + WEIGHT_STATS
+from .statistics import GRAD_STATS, PARAMETER_STATS, WEIGHT_STATS, StatBlock, ratio
 
 
 def trainable_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter], list[str]]:
@@ -43,6 +41,14 @@ def local_part(tensor: torch.Tensor) -> torch.Tensor:
     """The part of a tensor this process holds: ``DTensor.to_local()``, else the tensor itself."""
     to_local = getattr(tensor, "to_local", None)
     return to_local() if callable(to_local) and hasattr(tensor, "placements") else tensor
+
+
+def _weight_block(
+    weight_norm: torch.Tensor, update_norm: torch.Tensor, update_ratio: torch.Tensor
+) -> StatBlock:
+    return StatBlock.from_rows(
+        {"weight_norm": weight_norm, "update_norm": update_norm, "update_ratio": update_ratio}
+    )
 
 
 def _itself(tensor: torch.Tensor) -> torch.Tensor:
@@ -70,9 +76,9 @@ class ParameterProbe:
     def device(self) -> torch.device:
         return self.params[0].device
 
-    def measure_grads(self) -> torch.Tensor:
-        """``[3, P]``: L2 norm, max |g| and non-finite count of every gradient."""
-        out = torch.full((len(GRAD_STATS), len(self.params)), float("nan"), device=self.device)
+    def measure_grads(self) -> StatBlock:
+        """``GRAD_STATS`` rows: L2 norm, max |g| and non-finite count of every gradient."""
+        out = StatBlock.filled(GRAD_STATS, len(self.params), float("nan"), self.device)
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
         self.grad_present = [p.grad is not None for p in self.params]
         if not present:
@@ -85,10 +91,18 @@ class ParameterProbe:
             counts = torch.zeros_like(grad_norm)
         else:
             counts = nonfinite_counts(grads, self.device)
-        values = torch.stack([grad_norm, max_abs(grads, self.device), counts])
+        values = StatBlock.from_rows(
+            {
+                "grad_norm": grad_norm,
+                "grad_max": max_abs(grads, self.device),
+                "grad_nonfinite": counts,
+            }
+        )
         if len(present) == len(self.params):
             return values
-        out[:, torch.tensor(present, device=self.device)] = values
+        columns = torch.tensor(present, device=self.device)
+        for name, row in values.rows().items():
+            out[name][columns] = row
         return out
 
     def snapshot(self) -> None:
@@ -97,7 +111,9 @@ class ParameterProbe:
             return
         with torch.no_grad():
             weights = [self._local(p.detach()) for p in self.params]
-            if self._scratch is None or any(s.shape != w.shape for s, w in zip(self._scratch, weights, strict=True)):
+            if self._scratch is None or any(
+                s.shape != w.shape for s, w in zip(self._scratch, weights, strict=True)
+            ):
                 self._scratch = [w.clone() for w in weights]
             else:
                 try:
@@ -107,8 +123,9 @@ class ParameterProbe:
                         s.copy_(w)
         self._have_snapshot = True
 
-    def measure_weights(self, unchanged: bool = False) -> torch.Tensor:
-        """``[3, P]``: weight norm after the step, update norm, and their ratio (NaN for a zero weight).
+    def measure_weights(self, unchanged: bool = False) -> StatBlock:
+        """``WEIGHT_STATS`` rows: weight norm after the step, update norm, and their ratio
+        (NaN for a zero weight).
 
         Args:
             unchanged: the optimizer did not step (e.g. GradScaler skipped it): the update is 0.
@@ -119,17 +136,25 @@ class ParameterProbe:
             if unchanged:
                 self._have_snapshot = False
                 zero = torch.zeros_like(weight_norm)
-                ratio = torch.where(weight_norm > 0, zero, torch.full_like(weight_norm, float("nan")))
-                return torch.stack([weight_norm, zero, ratio])
+                return _weight_block(weight_norm, zero, ratio(zero, weight_norm))
             if not self._have_snapshot:
                 nan = torch.full_like(weight_norm, float("nan"))
-                return torch.stack([weight_norm, nan, nan])
+                return _weight_block(weight_norm, nan, nan)
             update_norm = differences_norms(weights, self._scratch, self.device)
             self._have_snapshot = False
-            ratio = torch.where(weight_norm > 0, update_norm / weight_norm, torch.full_like(weight_norm, float("nan")))
-            return torch.stack([weight_norm, update_norm, ratio])
+            return _weight_block(weight_norm, update_norm, ratio(update_norm, weight_norm))
 
     def release(self) -> None:
         """Free the scratch copy of the weights."""
         self._scratch = None
         self._have_snapshot = False
+
+
+__all__ = [
+    "GRAD_STATS",
+    "PARAMETER_STATS",
+    "WEIGHT_STATS",
+    "ParameterProbe",
+    "local_part",
+    "trainable_parameters",
+]

@@ -9,7 +9,8 @@ restores it) and tells its owner, after each call, whether the optimizer stepped
 Optimizers that unscale inside their own step (``_step_supports_amp_scaling``, e.g.
 fused Adam) are always called; the scaler hands them ``found_inf`` and ``grad_scale``
 as attributes for the duration of the call, which ``amp_attributes`` reads from the
-optimizer's step pre-hook.
+optimizer's step pre-hook: their gradients are still scaled there, and ``unscale_``
+divides the statistics declared ``loss_scaled`` (``probes.statistics``) by the scale.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from ..probes.statistics import LOSS_SCALED_STATS, StatBlock
 
 
 def check_scaler(scaler: Any) -> None:
@@ -44,7 +47,9 @@ def current_scale(scaler: Any) -> torch.Tensor | float | None:
     return float(scaler.get_scale())
 
 
-def amp_attributes(optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def amp_attributes(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``(found_inf, grad_scale)`` that GradScaler set on a self-unscaling optimizer, else Nones.
 
     ``grad_scale`` is None when the gradients were already unscaled (``scaler.unscale_``).
@@ -55,6 +60,23 @@ def amp_attributes(optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor | Non
         found_inf if isinstance(found_inf, torch.Tensor) else None,
         grad_scale if isinstance(grad_scale, torch.Tensor) else None,
     )
+
+
+def unscale_(block: StatBlock, grad_scale: torch.Tensor) -> StatBlock:
+    """Divide the block's ``loss_scaled`` rows (e.g. ``grad_norm``, ``grad_max``) by the loss scale, in place.
+
+    Args:
+        block: statistics measured from still-scaled gradients.
+        grad_scale: the scale GradScaler multiplied the loss by (a tensor: no host sync).
+
+    Returns:
+        ``block``, its loss-scaled rows unscaled.
+    """
+    scale = grad_scale.to(block.values.device, torch.float32)
+    for name in LOSS_SCALED_STATS:
+        if name in block:
+            block[name] /= scale
+    return block
 
 
 class ScalerWatch:
@@ -100,4 +122,4 @@ class ScalerWatch:
             del self.scaler.__dict__["step"]
 
 
-__all__ = ["ScalerWatch", "amp_attributes", "check_scaler", "current_scale"]
+__all__ = ["ScalerWatch", "amp_attributes", "check_scaler", "current_scale", "unscale_"]

@@ -29,7 +29,9 @@ def log_spaced(per_decade: int = 10, dense_until: int = 10) -> Schedule:
     def schedule(step: int) -> bool:
         if step < max(dense_until, 1):
             return True
-        return math.floor(per_decade * math.log10(step)) != math.floor(per_decade * math.log10(step - 1))
+        return math.floor(per_decade * math.log10(step)) != math.floor(
+            per_decade * math.log10(step - 1)
+        )
 
     return schedule
 

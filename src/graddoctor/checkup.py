@@ -17,14 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._foreach import max_abs
-from .._paths import timestamped_run_path
-from ..monitor import Monitor
-from ..problem import OptimizerFactory, Problem, train_step
-from ..theory import recurrent_spectra
-from .diagnose import diagnose
-from .findings import Diagnosis
-from .locate import locate_nonfinite
+from ._foreach import max_abs
+from ._paths import timestamped_run_path
+from .diagnosis.diagnose import diagnose
+from .diagnosis.findings import Diagnosis
+from .monitor import Monitor
+from .probes.nonfinite_replay import locate_nonfinite
+from .problem import OptimizerFactory, Problem, train_step
+from .theory import recurrent_spectra
 
 
 def _as_problem(model_or_problem: Any, data: Any, loss_fn: Any, optimizer: Any) -> Problem:

@@ -10,7 +10,8 @@ The Monitor detects the layout of the parameters when it is created:
   ``SHARD_GRAD_OP``, ``HYBRID_SHARD`` with ``use_orig_params=True``). Each rank measures
   the shards it holds, and per recorded step the global statistics come from one
   all-reduce (SUM) of a stacked vector of squared local norms and counts and one
-  all-reduce (MAX) of the local max-norms; parameters are never gathered. Every rank must
+  all-reduce (MAX) of the local max-norms, each statistic combined as its declaration
+  in ``probes.statistics`` says; parameters are never gathered. Every rank must
   create the Monitor with the same schedule; rank 0 writes.
 
 The global norm of a parameter split into shards :math:`s_r` held by ranks :math:`r`,
@@ -33,6 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..probes._wrappers import is_wrapper
+from ..probes.statistics import BY_NAME, MAX, RATIO, SUM, SUM_OF_SQUARES, StatBlock, ratio
 
 DISTRIBUTED_MODES = ("auto", "replicated", "sharded", "off")
 
@@ -72,7 +74,9 @@ class Layout:
         return meta
 
 
-def detect_layout(model: nn.Module, params: list[nn.Parameter], names: list[str], mode: str = "auto") -> Layout:
+def detect_layout(
+    model: nn.Module, params: list[nn.Parameter], names: list[str], mode: str = "auto"
+) -> Layout:
     """The layout of ``params`` (see the module docstring).
 
     Args:
@@ -108,9 +112,13 @@ def detect_layout(model: nn.Module, params: list[nn.Parameter], names: list[str]
     copies = _copies(model, params, world)
     sharded = any(c < world for c in copies)
     if mode == "replicated" and sharded:
-        raise ValueError("distributed='replicated' but some parameters are sharded (FSDP): use 'auto' or 'sharded'")
+        raise ValueError(
+            "distributed='replicated' but some parameters are sharded (FSDP): use 'auto' or 'sharded'"
+        )
     if mode == "sharded" and not sharded:
-        raise ValueError("distributed='sharded' but no parameter is sharded (no DTensor, no FSDP1 shard)")
+        raise ValueError(
+            "distributed='sharded' but no parameter is sharded (no DTensor, no FSDP1 shard)"
+        )
     if not sharded:
         return Layout("replicated", rank, world)
     return Layout("sharded", rank, world, copies)
@@ -138,7 +146,9 @@ def _dtensor_copies(param: Any, world: int) -> int:
     copies = 1
     for dim, placement in enumerate(param.placements):
         if placement.is_partial():
-            raise ValueError("a DTensor parameter has a Partial placement: its local values are not its shards")
+            raise ValueError(
+                "a DTensor parameter has a Partial placement: its local values are not its shards"
+            )
         if placement.is_replicate():
             copies *= mesh.size(dim)
     return copies
@@ -161,62 +171,73 @@ def _fsdp1_copies(model: nn.Module, world: int) -> dict[int, int]:
     return out
 
 
-def reduce_parameter_stats(stats: torch.Tensor, grad_present: list[bool], layout: Layout) -> torch.Tensor:
-    r"""Global ``[6, P]`` parameter statistics from this rank's local ones (a collective).
+def reduce_parameter_stats(block: StatBlock, grad_present: list[bool], layout: Layout) -> StatBlock:
+    r"""Global parameter statistics from this rank's local ones (a collective on every rank).
 
-    Rows in, rows out: ``grad_norm, grad_max, grad_nonfinite, weight_norm, update_norm,
-    update_ratio`` (``probes.parameters.PARAMETER_STATS``). Squared norms and counts are
-    summed (divided by each element's number of copies), max-norms maxed, the update
-    ratio recomputed from the global norms. A parameter whose gradient is missing on a
-    rank (an FSDP1 rank that holds none of it) adds nothing there; NaN only when no rank
-    has a gradient.
+    Each row is combined by its declared reduction (``probes.statistics``):
+    ``"sum_of_squares"`` rows are squared and summed, ``"sum"`` rows summed (both divided
+    by each element's number of copies), ``"max"`` rows maxed, ``"ratio"`` rows recomputed
+    from the global values of the two statistics they divide. A statistic of the
+    gradient adds nothing on a rank without that parameter's gradient (an FSDP1 rank that
+    holds none of it); it is NaN only when no rank has a gradient, and a max is NaN when
+    any rank's is. One all-reduce (SUM) and one (MAX) per call, whatever the statistics.
 
     Args:
-        stats: the local ``[6, P]`` statistics.
+        block: the local ``"parameters"`` statistics, ``[n_stats, P]``.
         grad_present: per parameter, whether this rank had a gradient.
-        layout: a ``"sharded"`` layout.
+        layout: a ``"sharded"`` layout (any other is returned unchanged).
 
     Returns:
-        the global ``[6, P]`` statistics, identical on every rank.
+        the global statistics, same rows, identical on every rank.
     """
     if layout.mode != "sharded":
-        return stats
-    device = stats.device
+        return block
+    device = block.values.device
     if layout._copies_tensor is None or layout._copies_tensor.device != device:
         layout._copies_tensor = torch.tensor(layout.copies, dtype=torch.float32, device=device)
     share = 1.0 / layout._copies_tensor
-    grad_norm, grad_max, grad_nonfinite, weight_norm, update_norm = stats[:5]
     has = torch.tensor(grad_present, dtype=torch.bool, device=device)
-    zero = torch.zeros_like(grad_norm)
-    max_is_nan = has & torch.isnan(grad_max)
-    summed = torch.stack([
-        torch.where(has, grad_norm.square(), zero) * share,
-        torch.where(has, grad_nonfinite, zero) * share,
-        weight_norm.square() * share,
-        update_norm.square() * share,
-        has.float(),
-        max_is_nan.float(),
-    ])
-    maxed = torch.where(has & ~max_is_nan, grad_max, torch.full_like(grad_max, -1.0))
-    pending = [
-        dist.all_reduce(summed, op=dist.ReduceOp.SUM, async_op=True),
-        dist.all_reduce(maxed, op=dist.ReduceOp.MAX, async_op=True),
-    ]
+    everywhere = torch.ones_like(has)
+    stats = [BY_NAME[name] for name in block.names]
+    summed: dict[str, torch.Tensor] = {"has_grad": has.float()}
+    maxed: dict[str, torch.Tensor] = {}
+    for stat in stats:
+        local, present = block[stat.name], has if stat.of_gradient else everywhere
+        zero = torch.zeros_like(local)
+        if stat.reduction == SUM_OF_SQUARES:
+            summed[stat.name] = torch.where(present, local.square(), zero) * share
+        elif stat.reduction == SUM:
+            summed[stat.name] = torch.where(present, local, zero) * share
+        elif stat.reduction == MAX:
+            is_nan = present & torch.isnan(local)
+            summed[f"{stat.name}:nan"] = is_nan.float()
+            maxed[stat.name] = torch.where(present & ~is_nan, local, torch.full_like(local, -1.0))
+        elif stat.reduction != RATIO:
+            raise ValueError(
+                f"statistic {stat.name!r} ({stat.reduction}) has no reduction over shards"
+            )
+    total = StatBlock.from_rows(summed)
+    largest = StatBlock.from_rows(maxed) if maxed else None
+    pending = [dist.all_reduce(total.values, op=dist.ReduceOp.SUM, async_op=True)]
+    if largest is not None:
+        flat = largest.values.view(-1)  # one vector of every max row (a view: reduced in place)
+        pending.append(dist.all_reduce(flat, op=dist.ReduceOp.MAX, async_op=True))
     for work in pending:
         work.wait()
-    nan = torch.full_like(grad_norm, math.nan)
-    anywhere = summed[4] > 0
-    weight_norm = summed[2].sqrt()
-    update_norm = summed[3].sqrt()
-    ratio = torch.where(weight_norm > 0, update_norm / weight_norm, nan)
-    return torch.stack([
-        torch.where(anywhere, summed[0].sqrt(), nan),
-        torch.where(anywhere & (summed[5] == 0), maxed, nan),
-        torch.where(anywhere, summed[1].round(), nan),
-        weight_norm,
-        update_norm,
-        ratio,
-    ])
+    anywhere = total["has_grad"] > 0
+    out: dict[str, torch.Tensor] = {}
+    for stat in (s for s in stats if s.reduction != RATIO):
+        if stat.reduction == SUM_OF_SQUARES:
+            value = total[stat.name].sqrt()
+        elif stat.reduction == SUM:
+            value = total[stat.name].round()
+        else:
+            value = torch.where(total[f"{stat.name}:nan"] == 0, largest[stat.name], math.nan)
+        out[stat.name] = torch.where(anywhere, value, math.nan) if stat.of_gradient else value
+    for stat in (s for s in stats if s.reduction == RATIO):
+        numerator, denominator = stat.ratio_of
+        out[stat.name] = ratio(out[numerator], out[denominator])
+    return StatBlock(block.names, torch.stack([out[name] for name in block.names]))
 
 
 class NullWriter:
@@ -233,7 +254,9 @@ class NullWriter:
     def _ignore(self, *args: Any, **kwargs: Any) -> None:
         return None
 
-    set_meta = define_group = define_stats = add_stat = add_scalar = add_event = mark_step = commit = _ignore
+    set_meta = define_group = define_stats = add_stat = add_scalar = add_event = mark_step = (
+        commit
+    ) = _ignore
 
     def close(self) -> None:
         self.closed = True

@@ -1,0 +1,15 @@
+"""The Monitor and what it runs on: schedules, mixed precision, distributed reduction.
+
+* ``Monitor`` (``_monitor``): the hooks of a training loop and the run file they fill;
+  ``_step`` measures a step with the probes, ``_pending`` batches the device tensors
+  and writes them in one transfer.
+* ``schedules``: when to record (``every_n``, ``log_spaced``).
+* ``amp``: the steps GradScaler skips, its loss scale, unscaling fused optimizers'
+  statistics.
+* ``distributed``: who records under DDP / FSDP, and global statistics from shards.
+"""
+
+from ..probes.structure import model_summary
+from ._monitor import Monitor, default_run_path
+
+__all__ = ["Monitor", "default_run_path", "model_summary"]

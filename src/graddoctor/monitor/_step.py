@@ -1,0 +1,105 @@
+"""What one training step measures: the probes, their schedules, and the blocks they return.
+
+The Monitor decides when a step begins and ends (optimizer hooks, GradScaler, or manual
+calls); this object measures at those moments and hands back named statistic blocks,
+still on the device. Under a sharded layout every rank measures, and the parameter block
+is reduced to global values with one collective per recorded step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..probes.activations import ActivationProbe
+from ..probes.parameters import ParameterProbe
+from ..probes.statistics import StatBlock
+from .amp import unscale_
+from .distributed import Layout, reduce_parameter_stats
+from .schedules import Schedule
+
+
+class StepMeasurements:
+    """The probes of a Monitor and what they measured in the current step.
+
+    Args:
+        params: the parameter probe (gradients before the update, weights after).
+        activations: the module probe (forward/backward hooks armed on scheduled steps).
+        param_schedule, activation_schedule: which steps each probe measures.
+        layout: who measures and how shards combine (``monitor.distributed``).
+    """
+
+    def __init__(
+        self,
+        params: ParameterProbe,
+        activations: ActivationProbe,
+        param_schedule: Schedule,
+        activation_schedule: Schedule,
+        layout: Layout,
+    ) -> None:
+        self.params = params
+        self.activations = activations
+        self.param_schedule = param_schedule
+        self.activation_schedule = activation_schedule
+        self.layout = layout
+        self.device = params.device
+        self._grads: StatBlock | None = None
+        self._module_stats: StatBlock | None = None
+        self._time_grads: dict[str, torch.Tensor] = {}
+
+    def before_update(
+        self, step: int, snapshot: bool = True, grad_scale: torch.Tensor | None = None
+    ) -> None:
+        """Measure the gradients (and snapshot the weights) of a scheduled step; collect the module hooks.
+
+        Args:
+            step: the step being measured.
+            snapshot: copy the weights to measure the update (False when no update follows).
+            grad_scale: the loss scale of still-scaled gradients (a self-unscaling optimizer
+                under GradScaler): the ``loss_scaled`` statistics are divided by it.
+        """
+        if not self.layout.measuring:
+            return
+        if self.param_schedule(step):
+            self._grads = self.params.measure_grads()
+            if grad_scale is not None:
+                unscale_(self._grads, grad_scale)
+            if snapshot:
+                self.params.snapshot()
+        if self.activations.installed:
+            self.activations.remove()
+            self._module_stats = self.activations.collect(self.device)
+            self._time_grads = self.activations.time_gradients()
+
+    def parameter_block(self, skipped: bool = False) -> StatBlock | None:
+        """The step's global ``"parameters"`` block (weights measured now), or None if unscheduled.
+
+        Under a sharded layout this is the step's collective: every rank calls it on the
+        same steps.
+
+        Args:
+            skipped: the optimizer did not step (GradScaler found inf/NaN): the update is 0.
+        """
+        if self._grads is None:
+            return None
+        block = self._grads.cat(self.params.measure_weights(unchanged=skipped))
+        self._grads = None
+        return reduce_parameter_stats(block, self.params.grad_present, self.layout)
+
+    def module_block(self) -> tuple[StatBlock | None, dict[str, torch.Tensor]]:
+        """The step's ``"modules"`` block (or None) and each recurrent module's ``[T]`` time norms."""
+        block, times = self._module_stats, self._time_grads
+        self._module_stats, self._time_grads = None, {}
+        return block, times
+
+    def arm(self, step: int, recording: bool) -> None:
+        """Install the module hooks when ``step`` is scheduled (on the recording rank only)."""
+        if recording and self.activation_schedule(step) and self.activations.modules:
+            self.activations.install()
+
+    def release(self) -> None:
+        """Remove the module hooks and free the weight copy."""
+        self.activations.remove()
+        self.params.release()
+
+
+__all__ = ["StepMeasurements"]
