@@ -1,10 +1,10 @@
-"""Speed of graddoctor's clip_norm_ against torch.nn.utils.clip_grad_norm_.
+"""Speed of graddoctor's clip_grad_norm_ against torch.nn.utils.clip_grad_norm_.
 
 For 10, 100 and 1000 gradient tensors (weight matrices, conv kernels and biases, about
 ``--elements`` entries in all) the two are timed interleaved in one loop, alternating
-which goes first, and the medians compared. ``ours`` uses ``nonfinite="propagate"``,
-the same work as torch's default (no finiteness check, no host sync); ``ours/raise`` is
-graddoctor's default, which adds one finiteness check (a host sync on GPU).
+which goes first, and the medians compared. ``ours`` is graddoctor's ``clip_grad_norm_``
+with torch's defaults (no finiteness check, no host sync); ``ours/raise`` passes
+``nonfinite="raise"``, which adds one finiteness check (a host sync on GPU).
 
     python benchmarks/clip.py [--repeats 200] [--elements 4000000] [--device cpu] [--threads 1]
 
@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-from graddoctor.remedies.clip import clip_norm_
+from graddoctor.clip import clip_grad_norm_
 
 
 def make_params(count: int, elements: int, device: str, seed: int = 0) -> list[nn.Parameter]:
@@ -75,15 +75,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--elements", type=int, default=4_000_000)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="intra-op CPU threads (0: torch's default)"
+    )
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
-          f"repeats {args.repeats}, ~{args.elements:,} elements")
-    header = f"{'tensors':>8} {'elements':>10} {'torch (ms)':>11} {'ours (ms)':>10} {'ours/torch':>11} " \
-             f"{'ours/raise (ms)':>16} {'raise/torch':>12}"
+    print(
+        f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
+        f"repeats {args.repeats}, ~{args.elements:,} elements"
+    )
+    header = (
+        f"{'tensors':>8} {'elements':>10} {'torch (ms)':>11} {'ours (ms)':>10} {'ours/torch':>11} "
+        f"{'ours/raise (ms)':>16} {'raise/torch':>12}"
+    )
     print(header)
     print("-" * len(header))
     for count in (10, 100, 1000):
@@ -92,15 +98,17 @@ def main() -> None:
         medians = time_interleaved(
             {
                 "torch": lambda params=params: nn.utils.clip_grad_norm_(params, 1.0),
-                "ours": lambda params=params: clip_norm_(params, 1.0, nonfinite="propagate"),
-                "ours_raise": lambda params=params: clip_norm_(params, 1.0),
+                "ours": lambda params=params: clip_grad_norm_(params, 1.0),
+                "ours_raise": lambda params=params: clip_grad_norm_(params, 1.0, nonfinite="raise"),
             },
             args.repeats,
             args.device,
         )
         torch_ms, ours_ms, raise_ms = (1e3 * medians[k] for k in ("torch", "ours", "ours_raise"))
-        print(f"{count:>8} {n_elements:>10,} {torch_ms:>11.3f} {ours_ms:>10.3f} {ours_ms / torch_ms:>11.3f} "
-              f"{raise_ms:>16.3f} {raise_ms / torch_ms:>12.3f}")
+        print(
+            f"{count:>8} {n_elements:>10,} {torch_ms:>11.3f} {ours_ms:>10.3f} {ours_ms / torch_ms:>11.3f} "
+            f"{raise_ms:>16.3f} {raise_ms / torch_ms:>12.3f}"
+        )
 
 
 if __name__ == "__main__":

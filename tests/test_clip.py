@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from graddoctor import clip as public_clip
 from graddoctor.remedies import clip
 
 # ---------------------------------------------------------------- fixtures and references
@@ -130,6 +131,71 @@ def test_total_norm_against_loop(norm_type):
 
 def total_norm_value(tensors, norm_type) -> float:
     return clip.total_norm(tensors, norm_type).item()
+
+
+# ---------------------------------------------------------------- torch's names
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, math.inf, 3.0])
+@pytest.mark.parametrize("foreach", [None, False])
+def test_torch_named_functions_equal_torch(norm_type, foreach):
+    ours, theirs = model_with_grads(7), model_with_grads(7)
+    # get_total_norm: the norm of the tensors themselves (here the gradients), as torch's
+    measured = public_clip.get_total_norm([p.grad for p in ours.parameters()], norm_type, foreach=foreach)
+    expected = nn.utils.get_total_norm([p.grad for p in theirs.parameters()], norm_type, foreach=foreach)
+    assert torch.equal(measured, expected)
+    # ... so of parameters it is the norm of the weights, not of their gradients
+    weights = public_clip.get_total_norm(list(ours.parameters()), norm_type)
+    assert torch.equal(weights, nn.utils.get_total_norm(list(theirs.parameters()), norm_type))
+    # clip_grad_norm_ with torch's positional arguments
+    norm = public_clip.clip_grad_norm_(ours.parameters(), 0.5, norm_type, False, foreach)
+    assert torch.equal(norm, nn.utils.clip_grad_norm_(theirs.parameters(), 0.5, norm_type, False, foreach))
+    assert all(torch.equal(a, b) for a, b in zip(grads(ours), grads(theirs)))
+    # clip_grads_with_norm_ with a norm measured elsewhere
+    public_clip.clip_grads_with_norm_(ours.parameters(), 0.1, norm, foreach)
+    nn.utils.clip_grads_with_norm_(theirs.parameters(), 0.1, norm, foreach)
+    assert all(torch.equal(a, b) for a, b in zip(grads(ours), grads(theirs)))
+    public_clip.clip_grad_value_(ours.parameters(), 1e-3, foreach)
+    nn.utils.clip_grad_value_(theirs.parameters(), 1e-3, foreach)
+    assert all(torch.equal(a, b) for a, b in zip(grads(ours), grads(theirs)))
+
+
+def test_torch_named_nonfinite_behaviour():
+    # torch's default propagates: the same nan/0 gradients, no error
+    ours, theirs = poisoned_model(), poisoned_model()
+    norm = public_clip.clip_grad_norm_(ours.parameters(), 1.0)
+    expected = nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+    assert torch.equal(norm.nan_to_num(7.0), expected.nan_to_num(7.0))
+    for a, b in zip(grads(ours), grads(theirs)):
+        assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
+    # error_if_nonfinite=True raises before any gradient changes, as torch's
+    model = poisoned_model()
+    before = grads(model)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        public_clip.clip_grad_norm_(model.parameters(), 1.0, error_if_nonfinite=True)
+    with pytest.raises(RuntimeError):
+        nn.utils.clip_grad_norm_(poisoned_model().parameters(), 1.0, error_if_nonfinite=True)
+    for a, b in zip(before, grads(model)):
+        assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
+    with pytest.raises(RuntimeError, match="non-finite"):
+        public_clip.get_total_norm([p.grad for p in model.parameters()], error_if_nonfinite=True)
+    # graddoctor's policies stay available as a keyword, overriding error_if_nonfinite
+    skipped = poisoned_model()
+    public_clip.clip_grad_norm_(skipped.parameters(), 1.0, error_if_nonfinite=True, nonfinite="skip")
+    assert all(p.grad is None for p in skipped.parameters())
+
+
+def test_old_names_are_the_new_functions_with_their_old_defaults():
+    ours, theirs = model_with_grads(8), model_with_grads(8)
+    norm = public_clip.clip_norm_(ours.parameters(), 0.5, 3.0)
+    assert torch.equal(norm, public_clip.clip_grad_norm_(theirs.parameters(), 0.5, 3.0))
+    assert all(torch.equal(a, b) for a, b in zip(grads(ours), grads(theirs)))
+    public_clip.clip_value_(ours.parameters(), value=0.01)
+    public_clip.clip_grad_value_(theirs.parameters(), clip_value=0.01)
+    assert all(torch.equal(a, b) for a, b in zip(grads(ours), grads(theirs)))
+    assert torch.equal(public_clip.total_norm(ours.parameters()), public_clip.get_total_norm(grads(theirs)))
+    with pytest.raises(RuntimeError):  # clip_norm_ keeps nonfinite="raise" by default
+        public_clip.clip_norm_(poisoned_model().parameters(), 1.0)
 
 
 # ---------------------------------------------------------------- edge cases

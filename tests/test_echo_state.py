@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from graddoctor.remedies.echo_state import EchoStateNetwork
+from graddoctor.remedies.recurrent import EchoStateNetwork
 
 F64 = torch.float64
 

@@ -8,9 +8,8 @@ from torch import nn
 from torch.autograd.functional import jacobian
 
 from graddoctor.problem import Problem, train_step
-from graddoctor.remedies.leaky import LeakyRNN
-from graddoctor.remedies.omega import omega_step, vanishing_gradient_regularizer
-from graddoctor.remedies.recurrent import ElmanRNN, SequenceModel, recurrent_penalty
+from graddoctor.remedies.recurrent import ElmanRNN, LeakyRNN, SequenceModel, recurrent_penalty
+from graddoctor.remedies.recurrent.omega import omega_step, vanishing_gradient_regularizer
 
 F64 = torch.float64
 

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from graddoctor.problem import Problem, train_step
-from graddoctor.remedies.leaky import LeakyRNN
 from graddoctor.remedies.recurrent import (
     ElmanRNN,
+    LeakyRNN,
     SequenceModel,
     SpectralConstraint,
     constrain_spectral_norm_,

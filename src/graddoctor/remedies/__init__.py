@@ -1,12 +1,24 @@
 """Remedies for vanishing and exploding gradients, behind one protocol (see ``registry``).
 
 ``get_remedy(id).apply(problem)`` returns a new ``Problem`` with the remedy applied and
-never changes ``problem``; ``available()`` lists the ids, ``chain`` composes remedies.
-The remedy functions themselves live in the family modules (``init``, ``clip``,
-``activations``, ``normalization``, ``lr``, ``targets``, ``recurrent``, ``leaky``,
-``omega``, ``echo_state``).
+never changes ``problem``; ``available()`` lists the ids, ``chain`` composes remedies,
+``remedies_for(situation)`` ranks those treating a finding. The remedies live in their
+families, each declaring its registered entries beside its code: ``init/``,
+``activations``, ``normalization``, ``clip/``, ``lr`` (and ``lr_range``), ``targets`` and
+``recurrent/`` (Elman, leaky and echo-state layers, TBPTT, Omega, gating).
 """
 
-from graddoctor.remedies.registry import REMEDY_IDS, Remedy, available, chain, get_remedy
+from graddoctor.remedies._remedy import Remedy
+from graddoctor.remedies.chain import Chain, chain
+from graddoctor.remedies.registry import REMEDY_IDS, SITUATIONS, available, get_remedy, remedies_for
 
-__all__ = ["REMEDY_IDS", "Remedy", "available", "chain", "get_remedy"]
+__all__ = [
+    "REMEDY_IDS",
+    "SITUATIONS",
+    "Chain",
+    "Remedy",
+    "available",
+    "chain",
+    "get_remedy",
+    "remedies_for",
+]

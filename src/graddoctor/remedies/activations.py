@@ -18,28 +18,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.remedies._modules import (
+from graddoctor._modules import (
     ACTIVATION_TYPES,
-    LAYER_TYPES,
+    FEEDFORWARD_LAYER_TYPES,
     NORM_TYPES,
+    SATURATING_TYPES,
+    is_saturating,
+)
+from graddoctor.problem import Problem
+from graddoctor.remedies._common import seeded_rng
+from graddoctor.remedies._remedy import Remedy
+from graddoctor.remedies._tree import (
     first_parameter,
     leaf_modules,
     name_matches,
     preceding_leaf,
     replace_module_,
     split_only,
-)
-
-# Saturating: the derivative tends to 0 for large |x| on at least one side.
-# nn.ReLU6 subclasses nn.Hardtanh but is a ReLU variant and is not swapped by default;
-# nn.Tanhshrink (x - tanh x) has derivative -> 1 for large |x| and is not saturating.
-SATURATING_ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Hardtanh,
-    nn.Softsign,
-    nn.Hardsigmoid,
-    nn.LogSigmoid,
 )
 
 LEAKY_RELU_SLOPE = 0.01
@@ -54,10 +49,6 @@ _TARGETS: dict[str, tuple[type[nn.Module], float | None]] = {
     "gelu": (nn.GELU, 0.0),
     "selu": (nn.SELU, None),
 }
-
-
-def _is_saturating(module: nn.Module) -> bool:
-    return isinstance(module, SATURATING_ACTIVATIONS) and not isinstance(module, nn.ReLU6)
 
 
 def _new_activation(to: str, like: torch.Tensor | None) -> nn.Module:
@@ -99,7 +90,7 @@ def reinit_for_activation_(
     """
     if to not in _TARGETS:
         raise ValueError(f"unknown activation {to!r}: choose one of {sorted(_TARGETS)}")
-    if not isinstance(layer, LAYER_TYPES):
+    if not isinstance(layer, FEEDFORWARD_LAYER_TYPES):
         raise TypeError(f"expected nn.Linear or nn.Conv1d/2d/3d, got {type(layer).__name__}")
     slope = _TARGETS[to][1]
     with torch.no_grad():
@@ -170,13 +161,13 @@ def swap_activations_(
     def selected(name: str, module: nn.Module) -> bool:
         if type(module) is target_type:
             return False
-        kind_ok = isinstance(module, types) if types else _is_saturating(module)
+        kind_ok = isinstance(module, types) if types else is_saturating(module)
         return kind_ok and name_matches(name, patterns)
 
     leaves = leaf_modules(model)
     chosen = [i for i, (name, module) in enumerate(leaves) if name and selected(name, module)]
     if not chosen:
-        wanted = ", ".join(t.__name__ for t in (types or SATURATING_ACTIVATIONS))
+        wanted = ", ".join(t.__name__ for t in (types or SATURATING_TYPES))
         where = f" with names matching {list(patterns)}" if patterns else ""
         raise ValueError(
             f"no activation modules of types ({wanted}){where} were found in the model. "
@@ -191,7 +182,7 @@ def swap_activations_(
     for index in chosen:
         name, old = leaves[index]
         layer_index = preceding_leaf(
-            leaves, index, lambda m: isinstance(m, LAYER_TYPES), _is_transparent
+            leaves, index, lambda m: isinstance(m, FEEDFORWARD_LAYER_TYPES), _is_transparent
         )
         layer_name = None if layer_index is None else leaves[layer_index][0]
         if id(old) not in replacements:
@@ -215,3 +206,28 @@ def swap_activations_(
             }
         )
     return records
+
+
+def _swap_check(problem: Problem) -> str | None:
+    if any(is_saturating(module) for _, module in leaf_modules(problem.model)):
+        return None
+    return (
+        "the model has no saturating activation module (nn.Sigmoid, nn.Tanh, nn.Hardtanh, "
+        "nn.Softsign...) to swap; activations called in forward (torch.tanh) must be changed in the code"
+    )
+
+
+def _swap(problem: Problem, params: dict[str, Any]) -> Problem:
+    with seeded_rng(params["seed"], problem.model):
+        swap_activations_(problem.model, to=params["to"])
+    return problem
+
+
+# swap_activation: swap_activations_(to="relu") + He re-init of the feeding layers, seed=0
+REMEDIES = (
+    Remedy(
+        "swap_activation", "Replace saturating activations by ReLU and re-initialise (Nair & Hinton 2010; He et al. 2015)",
+        {"to": "relu", "seed": 0}, _swap, _swap_check,
+        treats={"vanishing_gradients_with_saturating": 1, "saturated_activations": 1, "dead_units": 1},
+    ),
+)  # fmt: skip

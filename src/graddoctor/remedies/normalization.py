@@ -23,11 +23,15 @@ from typing import Any
 
 from torch import nn
 
-from graddoctor.remedies._modules import (
+from graddoctor._modules import (
     ACTIVATION_TYPES,
-    LAYER_TYPES,
+    FEEDFORWARD_LAYER_TYPES,
     NORM_TYPES,
     SHAPE_PRESERVING_TYPES,
+)
+from graddoctor.problem import Problem
+from graddoctor.remedies._remedy import Remedy
+from graddoctor.remedies._tree import (
     leaf_modules,
     name_matches,
     parent_of,
@@ -59,7 +63,7 @@ def norm_for_layer(layer: nn.Module, kind: str = "batch") -> tuple[nn.Module, st
     """
     if kind not in ("batch", "layer"):
         raise ValueError(f"kind must be 'batch' or 'layer', got {kind!r}")
-    if not isinstance(layer, LAYER_TYPES):
+    if not isinstance(layer, FEEDFORWARD_LAYER_TYPES):
         raise TypeError(f"expected nn.Linear or nn.Conv1d/2d/3d, got {type(layer).__name__}")
     factory = {"device": layer.weight.device, "dtype": layer.weight.dtype}
     if isinstance(layer, nn.Linear):
@@ -73,7 +77,7 @@ def norm_for_layer(layer: nn.Module, kind: str = "batch") -> tuple[nn.Module, st
 
 
 def _is_layer_or_norm(module: nn.Module) -> bool:
-    return isinstance(module, LAYER_TYPES + NORM_TYPES)
+    return isinstance(module, FEEDFORWARD_LAYER_TYPES + NORM_TYPES)
 
 
 def _is_shape_preserving(module: nn.Module) -> bool:
@@ -193,3 +197,41 @@ def insert_batchnorm_(
 
     inserted = {id(norm) for _, _, norm, _ in plan}
     return [name for name, module in model.named_modules() if id(module) in inserted]
+
+
+def _batchnorm_check(problem: Problem) -> str | None:
+    leaves = leaf_modules(problem.model)
+    for index, (name, module) in enumerate(leaves):
+        if not name or not isinstance(module, ACTIVATION_TYPES):
+            continue
+        found = preceding_leaf(leaves, index, _is_layer_or_norm, _is_shape_preserving)
+        if (
+            found is not None
+            and not isinstance(leaves[found][1], NORM_TYPES)
+            and not _norm_follows(leaves, index)
+        ):
+            return None
+    return (
+        "no activation module directly fed by an nn.Linear / nn.ConvNd without a normalisation "
+        "layer next to it: nothing to normalise"
+    )
+
+
+def _batchnorm(problem: Problem, params: dict[str, Any]) -> Problem:
+    insert_batchnorm_(problem.model, where=params["where"], kind=params["kind"])
+    return problem
+
+
+# batchnorm: insert_batchnorm_(where="before", kind="batch")
+REMEDIES = (
+    Remedy(
+        "batchnorm", "Batch normalisation before each activation (Ioffe & Szegedy 2015)",
+        {"where": "before", "kind": "batch"}, _batchnorm, _batchnorm_check,
+        treats={
+            "exploding_gradients_over_depth": 2, "vanishing_gradients": 3, "vanishing_gradients_with_saturating": 2,
+            "vanishing_gradients_with_rectifier": 2, "vanishing_activations": 3,
+            "vanishing_activations_with_rectifier_or_saturating": 2, "exploding_activations": 2,
+            "exploding_activations_with_rectifier_or_saturating": 2, "saturated_activations": 2, "dead_units": 4,
+        },
+    ),
+)  # fmt: skip

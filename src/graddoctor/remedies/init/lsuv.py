@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.conv import _ConvNd
 
-from graddoctor.remedies._init_orthogonal import orthogonal_
+from graddoctor.remedies.init.model import INIT_LAYER_TYPES
+from graddoctor.remedies.init.orthogonal import orthogonal_
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,9 @@ def _run_with_hooks(model: nn.Module, batch: Any, hooks: dict[nn.Module, Callabl
             handle.remove()
 
 
-def _forward_order(model: nn.Module, layers: list[tuple[str, nn.Module]], batch: Any) -> list[tuple[str, nn.Module]]:
+def _forward_order(
+    model: nn.Module, layers: list[tuple[str, nn.Module]], batch: Any
+) -> list[tuple[str, nn.Module]]:
     order: list[tuple[str, nn.Module]] = []
     seen: set[int] = set()
 
@@ -71,7 +73,9 @@ def _output_variance(model: nn.Module, layer: nn.Module, batch: Any) -> float:
 
     _run_with_hooks(model, batch, {layer: hook})
     if not measured:
-        raise RuntimeError("lsuv_: a layer reached on the first forward pass was skipped on a later one")
+        raise RuntimeError(
+            "lsuv_: a layer reached on the first forward pass was skipped on a later one"
+        )
     return measured[0]
 
 
@@ -115,9 +119,11 @@ def lsuv_(
         raise ValueError(f"tol must be a positive number, got {tol!r}")
     if not (isinstance(max_iter, numbers.Integral) and max_iter >= 1):
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Linear, _ConvNd))]
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, INIT_LAYER_TYPES)]
     if not layers:
-        raise ValueError("lsuv_ found no Linear or ConvNd layer in the model: nothing to initialise")
+        raise ValueError(
+            "lsuv_ found no Linear or ConvNd layer in the model: nothing to initialise"
+        )
     saved_buffers = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
     report: dict[str, LSUVLayer] = {}
     try:

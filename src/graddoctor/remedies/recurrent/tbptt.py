@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from graddoctor.problem import Problem, StepFunction, backward_and_step
-from graddoctor.remedies._recurrent_model import (
+from graddoctor.remedies.recurrent.model import (
     SequenceModel,
     detach_hidden,
     find_recurrent_modules,
@@ -35,8 +35,9 @@ def _run_chunk(model: nn.Module, chunk: torch.Tensor, hidden: Any) -> tuple[Any,
     except TypeError as error:
         if not find_recurrent_modules(model):
             raise no_recurrent_module_error(
-                model, "tbptt needs a SequenceModel or a model called as model(inputs, hidden) -> "
-                "(outputs, hidden)"
+                model,
+                "tbptt needs a SequenceModel or a model called as model(inputs, hidden) -> "
+                "(outputs, hidden)",
             ) from error
         raise
     if not (isinstance(result, tuple) and len(result) == 2):
@@ -100,18 +101,26 @@ def tbptt(k: int, per_step_targets: bool | None = None) -> StepFunction:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"tbptt needs a truncation length k >= 1 (an int), got {k!r}")
 
-    def step_fn(problem: Problem, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any) -> torch.Tensor:
+    def step_fn(
+        problem: Problem, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any
+    ) -> torch.Tensor:
         inputs, targets = batch
         if not isinstance(inputs, torch.Tensor):
-            raise TypeError(f"tbptt needs inputs as a tensor with a time axis, got {type(inputs).__name__}")
+            raise TypeError(
+                f"tbptt needs inputs as a tensor with a time axis, got {type(inputs).__name__}"
+            )
         time_dim = _time_dim(model)
         if inputs.dim() <= time_dim:
-            raise ValueError(f"tbptt inputs of shape {tuple(inputs.shape)} have no time axis {time_dim}")
+            raise ValueError(
+                f"tbptt inputs of shape {tuple(inputs.shape)} have no time axis {time_dim}"
+            )
         per_step = per_step_targets
         if per_step is None:
             per_step = _per_step_targets(model, inputs, targets, time_dim)
         if per_step and not isinstance(targets, torch.Tensor):
-            raise TypeError(f"per-step targets must be a tensor to cut in time, got {type(targets).__name__}")
+            raise TypeError(
+                f"per-step targets must be a tensor to cut in time, got {type(targets).__name__}"
+            )
         length = inputs.shape[time_dim]
         if length < 1:
             raise ValueError("tbptt got a sequence of length 0: give at least one time step")

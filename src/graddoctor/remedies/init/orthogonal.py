@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from graddoctor.remedies._init_schemes import check_float_tensor
+from graddoctor.remedies.init.schemes import check_float_tensor
 
 
-def orthogonal_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def orthogonal_(
+    tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     r"""Fill ``tensor`` with a Haar-distributed (semi-)orthogonal matrix times ``gain``.
 
     The weight is viewed as a ``(rows, prod(trailing dims))`` matrix :math:`W`; a Gaussian

@@ -11,30 +11,33 @@ geometrically in :math:`t - k`. The remedies here act on that product:
 * :func:`orthogonal_recurrent_init_` — start with all eigenvalues of modulus 1;
 * :func:`swap_rnn_` — gated units (LSTM / GRU) with an additive memory path;
 * :class:`ElmanRNN` and :class:`SequenceModel` — a plain RNN whose states can be reached,
-  and the core + head wrapper the remedies and scenarios use.
-
-Leaky integration, Pascanu's :math:`\Omega` regulariser and echo-state networks live in
-:mod:`graddoctor.remedies.leaky`, :mod:`graddoctor.remedies.omega` and
-:mod:`graddoctor.remedies.echo_state`.
+  and the core + head wrapper the remedies and scenarios use;
+* :class:`LeakyRNN` — leaky-integration units (:mod:`.leaky`);
+* :func:`omega_step` — Pascanu's :math:`\Omega` regulariser (:mod:`.omega`);
+* :class:`EchoStateNetwork` — a fixed reservoir and a readout fitted in closed form
+  (:mod:`.echo_state`).
 
 Source: Pascanu, Mikolov & Bengio (2013), "On the difficulty of training recurrent neural
 networks", ICML; written up in graddoctor seed 001 (Jefkine 2018).
 """
 
-from graddoctor.remedies._recurrent_cells import (
+from graddoctor.remedies.recurrent.cells import (
     ElmanRNN,
     RecurrentCore,
     RecurrentTrace,
     record_recurrent_traces,
 )
-from graddoctor.remedies._recurrent_model import (
+from graddoctor.remedies.recurrent.echo_state import EchoStateNetwork
+from graddoctor.remedies.recurrent.leaky import LeakyRNN
+from graddoctor.remedies.recurrent.model import (
     SequenceModel,
     detach_hidden,
     find_recurrent_modules,
 )
-from graddoctor.remedies._recurrent_swap import swap_rnn_
-from graddoctor.remedies._recurrent_tbptt import tbptt
-from graddoctor.remedies._recurrent_weights import (
+from graddoctor.remedies.recurrent.omega import omega_step, vanishing_gradient_regularizer
+from graddoctor.remedies.recurrent.swap import swap_rnn_
+from graddoctor.remedies.recurrent.tbptt import tbptt
+from graddoctor.remedies.recurrent.weights import (
     SpectralConstraint,
     constrain_spectral_norm_,
     orthogonal_recurrent_init_,
@@ -44,7 +47,9 @@ from graddoctor.remedies._recurrent_weights import (
 )
 
 __all__ = [
+    "EchoStateNetwork",
     "ElmanRNN",
+    "LeakyRNN",
     "RecurrentCore",
     "RecurrentTrace",
     "SequenceModel",
@@ -52,6 +57,7 @@ __all__ = [
     "constrain_spectral_norm_",
     "detach_hidden",
     "find_recurrent_modules",
+    "omega_step",
     "orthogonal_recurrent_init_",
     "record_recurrent_traces",
     "recurrent_penalty",
@@ -59,4 +65,5 @@ __all__ = [
     "spectral_constraint_step",
     "swap_rnn_",
     "tbptt",
+    "vanishing_gradient_regularizer",
 ]

@@ -6,11 +6,17 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.modules.conv import _ConvNd
 from torch.nn.parameter import UninitializedParameter
 
-from graddoctor.remedies._init_orthogonal import orthogonal_
-from graddoctor.remedies._init_schemes import (
+from graddoctor._modules import (
+    ACTIVATION_TYPES,
+    NON_SATURATING_TYPES,
+    RECURRENT_TYPES,
+    SATURATING_TYPES,
+    WEIGHT_LAYER_TYPES,
+)
+from graddoctor.remedies.init.orthogonal import orthogonal_
+from graddoctor.remedies.init.schemes import (
     glorot_normal_,
     glorot_uniform_,
     he_normal_,
@@ -31,18 +37,19 @@ _FILLERS = {
     ("lecun", "uniform"): lecun_uniform_,
 }
 
+# the weight layers a variance-scaling scheme fills (Linear, every ConvNd): the taxonomy's
+# weight layers less the recurrent ones (orthogonal per gate, below) and Bilinear (two
+# inputs, no single fan-in)
+INIT_LAYER_TYPES: tuple[type[nn.Module], ...] = tuple(
+    t for t in WEIGHT_LAYER_TYPES if not issubclass(t, RECURRENT_TYPES) and t is not nn.Bilinear
+)
+# the activation a layer feeds picks its scheme: LeCun for SELU (checked first), He for
+# the non-saturating ones (ReLU6 subclasses Hardtanh, so they are matched before the
+# saturating ones), Glorot for the rest, output layers' softmaxes included
 _LECUN_ACTIVATIONS = (nn.SELU,)
-# ReLU6 subclasses Hardtanh, so the rectifiers are matched before the saturating ones
-_HE_ACTIVATIONS = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU,
-    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Softplus,
-)  # fmt: skip
-_GLOROT_ACTIVATIONS = (
-    nn.Tanh, nn.Sigmoid, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softsign,
-    nn.Hardtanh, nn.Hardsigmoid, nn.LogSigmoid, nn.Tanhshrink,
-)  # fmt: skip
-_ACTIVATIONS = _LECUN_ACTIVATIONS + _HE_ACTIVATIONS + _GLOROT_ACTIVATIONS
-_WEIGHT_LAYERS = (nn.Linear, _ConvNd)
+_HE_ACTIVATIONS = NON_SATURATING_TYPES
+_GLOROT_ACTIVATIONS = (*SATURATING_TYPES, nn.Softmax, nn.LogSoftmax, nn.Softmin)
+_ACTIVATIONS = (*ACTIVATION_TYPES, *_GLOROT_ACTIVATIONS)
 
 
 @dataclass(frozen=True)
@@ -94,11 +101,11 @@ def _following_activations(model: nn.Module) -> dict[str, nn.Module | None]:
     leaves = [(name, m) for name, m in model.named_modules() if not any(True for _ in m.children())]
     following: dict[str, nn.Module | None] = {}
     for index, (name, module) in enumerate(leaves):
-        if not isinstance(module, _WEIGHT_LAYERS):
+        if not isinstance(module, INIT_LAYER_TYPES):
             continue
         following[name] = None
         for _, later in leaves[index + 1 :]:
-            if isinstance(later, _WEIGHT_LAYERS + (nn.RNNBase,)):
+            if isinstance(later, (*INIT_LAYER_TYPES, nn.RNNBase)):
                 break
             if isinstance(later, _ACTIVATIONS):
                 following[name] = later
@@ -115,7 +122,11 @@ def _check_materialised(name: str, weight: torch.Tensor) -> None:
 
 
 def _init_weight_layer(
-    name: str, module: nn.Module, activation: nn.Module | None, scheme: str, distribution: str,
+    name: str,
+    module: nn.Module,
+    activation: nn.Module | None,
+    scheme: str,
+    distribution: str,
     generator: torch.Generator | None,
 ) -> InitChoice:
     weight = module.weight
@@ -141,7 +152,9 @@ def _init_weight_layer(
     return InitChoice(name, "weight", filled, activation_name, slope, gain)
 
 
-def _init_recurrent_layer(name: str, module: nn.RNNBase, generator: torch.Generator | None) -> list[InitChoice]:
+def _init_recurrent_layer(
+    name: str, module: nn.RNNBase, generator: torch.Generator | None
+) -> list[InitChoice]:
     choices = []
     kind = type(module).__name__
     for parameter_name, parameter in module.named_parameters(recurse=False):
@@ -209,8 +222,12 @@ def init_model_(
     following = _following_activations(model)
     choices: list[InitChoice] = []
     for name, module in model.named_modules():
-        if isinstance(module, _WEIGHT_LAYERS):
-            choices.append(_init_weight_layer(name, module, following.get(name), scheme, distribution, generator))
+        if isinstance(module, INIT_LAYER_TYPES):
+            choices.append(
+                _init_weight_layer(
+                    name, module, following.get(name), scheme, distribution, generator
+                )
+            )
         elif isinstance(module, nn.RNNBase):
             choices.extend(_init_recurrent_layer(name, module, generator))
     return choices

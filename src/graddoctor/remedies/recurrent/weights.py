@@ -16,8 +16,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from graddoctor.problem import Penalty, Problem, StepFunction, train_step
-from graddoctor.remedies._recurrent_cells import RecurrentCore
-from graddoctor.remedies._recurrent_model import require_recurrent_modules
+from graddoctor.remedies.recurrent.model import require_recurrent_modules
 
 # PyTorch stacks the gate blocks of weight_hh along dim 0 in this order.
 _GATES = {nn.LSTM: "ifgo", nn.LSTMCell: "ifgo", nn.GRU: "rzn", nn.GRUCell: "rzn"}
@@ -34,11 +33,13 @@ def _gate_letters(module: nn.Module) -> str | None:
 def _matrices(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     if isinstance(module, nn.RNNBase):
         suffixes = ("", "_reverse") if module.bidirectional else ("",)
-        names = [f"weight_hh_l{layer}{suffix}" for layer in range(module.num_layers) for suffix in suffixes]
+        names = [
+            f"weight_hh_l{layer}{suffix}"
+            for layer in range(module.num_layers)
+            for suffix in suffixes
+        ]
         return [(name, getattr(module, name)) for name in names]
-    if isinstance(module, (nn.RNNCellBase, RecurrentCore)):
-        return [("weight_hh", module.weight_hh)]
-    return []
+    return [("weight_hh", module.weight_hh)]  # RNN cells, Elman/leaky layers, any weight_hh owner
 
 
 def recurrent_weights(model: nn.Module, per_gate: bool = True) -> list[tuple[str, torch.Tensor]]:
@@ -77,7 +78,9 @@ def _largest_singular_value(weight: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(matrix, ord=2)
 
 
-def recurrent_penalty(kind: str = "l2", strength: float = 1e-3, bound: float = 1.0, per_gate: bool = True) -> Penalty:
+def recurrent_penalty(
+    kind: str = "l2", strength: float = 1e-3, bound: float = 1.0, per_gate: bool = True
+) -> Penalty:
     r"""A loss penalty on the recurrent matrices, for ``Problem.penalties``.
 
     .. math::
@@ -125,7 +128,9 @@ def recurrent_penalty(kind: str = "l2", strength: float = 1e-3, bound: float = 1
 
 
 @torch.no_grad()
-def constrain_spectral_norm_(model: nn.Module, bound: float = 1.0, per_gate: bool = True) -> torch.Tensor:
+def constrain_spectral_norm_(
+    model: nn.Module, bound: float = 1.0, per_gate: bool = True
+) -> torch.Tensor:
     r"""Rescale every recurrent matrix in place so that its largest singular value is <= bound.
 
     .. math::
@@ -209,7 +214,9 @@ def spectral_constraint_step(
     constraint = SpectralConstraint(bound, per_gate)
     inner: Callable[..., torch.Tensor] | None = step_fn
 
-    def constrained_step(problem: Problem, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any) -> torch.Tensor:
+    def constrained_step(
+        problem: Problem, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any
+    ) -> torch.Tensor:
         if inner is None:
             loss = train_step(problem.replace(step_fn=None), model, optimizer, batch)
         else:
@@ -221,7 +228,9 @@ def spectral_constraint_step(
 
 
 def _orthogonal(rows: int, columns: int, generator: torch.Generator | None) -> torch.Tensor:
-    tall = torch.randn(max(rows, columns), min(rows, columns), generator=generator, dtype=torch.float64)
+    tall = torch.randn(
+        max(rows, columns), min(rows, columns), generator=generator, dtype=torch.float64
+    )
     q, r = torch.linalg.qr(tall)
     signs = torch.sign(torch.diagonal(r))
     q = q * torch.where(signs == 0, torch.ones_like(signs), signs)
@@ -230,7 +239,10 @@ def _orthogonal(rows: int, columns: int, generator: torch.Generator | None) -> t
 
 @torch.no_grad()
 def orthogonal_recurrent_init_(
-    model: nn.Module, gain: float = 1.0, generator: torch.Generator | None = None, per_gate: bool = True
+    model: nn.Module,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    per_gate: bool = True,
 ) -> list[str]:
     r"""Set every recurrent matrix (each gate block) to a random orthogonal matrix times ``gain``.
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import torch
 
-from graddoctor.remedies._clip_foreach import as_tensor_list
+from graddoctor.remedies.clip._gather import as_tensor_list
 
 # the NFNet reference code's floor on the gradient norm before dividing by it
 _GRAD_NORM_FLOOR = 1e-6
@@ -35,11 +35,15 @@ def unitwise_norm(tensor: torch.Tensor) -> torch.Tensor:
     dtype = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
     if tensor.dim() <= 1:
         return torch.linalg.vector_norm(tensor, dtype=dtype)
-    return torch.linalg.vector_norm(tensor, dim=tuple(range(1, tensor.dim())), keepdim=True, dtype=dtype)
+    return torch.linalg.vector_norm(
+        tensor, dim=tuple(range(1, tensor.dim())), keepdim=True, dtype=dtype
+    )
 
 
 @torch.no_grad()
-def unitwise_ratios(params: torch.Tensor | Iterable[torch.Tensor], eps: float = 1e-3) -> list[torch.Tensor]:
+def unitwise_ratios(
+    params: torch.Tensor | Iterable[torch.Tensor], eps: float = 1e-3
+) -> list[torch.Tensor]:
     r"""Per-unit gradient-to-weight norm ratios, the quantity AGC bounds (its measuring twin).
 
     .. math::

@@ -13,14 +13,15 @@ from typing import Any
 
 import torch
 
-from graddoctor.remedies._clip_foreach import as_tensor_list, grads_of, group_by_device_and_dtype
-from graddoctor.remedies._clip_norm import (
+from graddoctor._foreach import group_by_device_and_dtype
+from graddoctor.remedies.clip._gather import as_tensor_list, check_eps, check_norm_type, grads_of
+from graddoctor.remedies.clip._norms import (
     DEFAULT_EPS,
-    _check_norm_type,
-    _combine,
-    _group_norms,
-    _raise_nonfinite,
-    _scale_,
+    clip_coefficient,
+    combine,
+    group_norms,
+    raise_nonfinite,
+    scale_,
 )
 
 QUANTILE_POLICIES = ("raise", "skip", "zero")
@@ -63,18 +64,20 @@ class QuantileClipper:
         eps: float = DEFAULT_EPS,
     ) -> None:
         if not isinstance(quantile, numbers.Real) or not 0 < quantile <= 1:
-            raise ValueError(f"quantile must lie in (0, 1] (0.9 = the 90th percentile), got {quantile!r}")
+            raise ValueError(
+                f"quantile must lie in (0, 1] (0.9 = the 90th percentile), got {quantile!r}"
+            )
         if not isinstance(history, numbers.Integral) or isinstance(history, bool) or history < 1:
-            raise ValueError(f"history must be an integer >= 1 (how many norms to keep), got {history!r}")
+            raise ValueError(
+                f"history must be an integer >= 1 (how many norms to keep), got {history!r}"
+            )
         if nonfinite not in QUANTILE_POLICIES:
             raise ValueError(f"nonfinite must be one of {QUANTILE_POLICIES}, got {nonfinite!r}")
-        if not isinstance(eps, numbers.Real) or eps < 0:
-            raise ValueError(f"eps must be a non-negative number, got {eps!r}")
         self.quantile = float(quantile)
         self.history = int(history)
-        self.norm_type = _check_norm_type(norm_type)
+        self.norm_type = check_norm_type(norm_type)
         self.nonfinite = nonfinite
-        self.eps = float(eps)
+        self.eps = check_eps(eps)
         self._buffer = torch.zeros(self.history, dtype=torch.float64)
         self._count = 0  # norms recorded so far (the buffer holds the last min(count, history))
 
@@ -105,18 +108,18 @@ class QuantileClipper:
             for grad in grads:
                 torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0)
         groups = group_by_device_and_dtype(grads)
-        norm = _combine(_group_norms(groups, self.norm_type), grads[0].device, self.norm_type)
+        norm = combine(group_norms(groups, self.norm_type), grads[0].device, self.norm_type)
         norm_value = norm.item()  # the one host transfer per call
         if not math.isfinite(norm_value):
             if self.nonfinite != "skip":
-                _raise_nonfinite(self.norm_type, per_layer=False)
+                raise_nonfinite(self.norm_type, per_layer=False)
             for param in params:
                 param.grad = None
             return norm
         self._buffer[self._count % self.history] = norm_value
         self._count += 1
         threshold = self.threshold
-        _scale_(groups, torch.clamp(threshold / (norm + self.eps), max=1.0))
+        scale_(groups, clip_coefficient(threshold, norm, self.eps))
         return norm
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-r"""Weight initialisation remedies for vanishing and exploding gradients.
+r"""Weight initialisation remedies for vanishing and exploding gradients (``graddoctor.init`` re-exports this).
 
 Variance-scaling schemes keep the variance of activations (forward) and gradients
 (backward) constant from layer to layer: Glorot & Bengio (2010) for saturating
@@ -11,10 +11,10 @@ All ``*_normal_`` schemes are plain normal, as in ``torch.nn.init``; Keras's tru
 variants are ``variance_scaling_(..., distribution="truncated_normal")``.
 """
 
-from graddoctor.remedies._init_lsuv import LSUVLayer, lsuv_
-from graddoctor.remedies._init_model import InitChoice, init_model_
-from graddoctor.remedies._init_orthogonal import identity_, orthogonal_
-from graddoctor.remedies._init_schemes import (
+from graddoctor.remedies.init.lsuv import LSUVLayer, lsuv_
+from graddoctor.remedies.init.model import InitChoice, init_model_
+from graddoctor.remedies.init.orthogonal import identity_, orthogonal_
+from graddoctor.remedies.init.schemes import (
     TRUNCATED_NORMAL_STD,
     fan_in_and_fan_out,
     glorot_normal_,

@@ -108,7 +108,9 @@ class EchoStateNetwork(nn.Module):
         size = reservoir_size
         reservoir = torch.randn(size, size, generator=generator, dtype=torch.float64)
         if density < 1:
-            reservoir = reservoir * (torch.rand(size, size, generator=generator, dtype=torch.float64) < density)
+            reservoir = reservoir * (
+                torch.rand(size, size, generator=generator, dtype=torch.float64) < density
+            )
         radius = torch.linalg.eigvals(reservoir).abs().max()
         if not radius > 0:
             raise ValueError(
@@ -116,7 +118,9 @@ class EchoStateNetwork(nn.Module):
                 f"{size} units): raise density or reservoir_size"
             )
         reservoir = reservoir * (spectral_radius / radius)
-        inputs = (torch.rand(size, input_size, generator=generator, dtype=torch.float64) * 2 - 1) * input_scale
+        inputs = (
+            torch.rand(size, input_size, generator=generator, dtype=torch.float64) * 2 - 1
+        ) * input_scale
         self.register_buffer("reservoir_weight", reservoir.to(device=device, dtype=dtype))
         self.register_buffer("input_weight", inputs.to(device=device, dtype=dtype))
         self.readout = nn.Linear(size, output_size, device=device, dtype=dtype)
@@ -137,13 +141,23 @@ class EchoStateNetwork(nn.Module):
         Returns:
             ``[B, T, reservoir_size]``.
         """
-        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3 or inputs.shape[-1] != self.input_size:
-            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-            raise ValueError(f"EchoStateNetwork expects inputs [B, T, {self.input_size}], got {shape}")
+        if (
+            not isinstance(inputs, torch.Tensor)
+            or inputs.dim() != 3
+            or inputs.shape[-1] != self.input_size
+        ):
+            shape = (
+                tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            )
+            raise ValueError(
+                f"EchoStateNetwork expects inputs [B, T, {self.input_size}], got {shape}"
+            )
         batch = inputs.shape[0]
         state = inputs.new_zeros(batch, self.reservoir_size) if hidden is None else hidden
         if tuple(state.shape) != (batch, self.reservoir_size):
-            raise ValueError(f"hidden must be [{batch}, {self.reservoir_size}], got {tuple(state.shape)}")
+            raise ValueError(
+                f"hidden must be [{batch}, {self.reservoir_size}], got {tuple(state.shape)}"
+            )
         drive = inputs @ self.input_weight.T
         collected = []
         for step in range(inputs.shape[1]):
@@ -158,7 +172,9 @@ class EchoStateNetwork(nn.Module):
         return states[:, washout:].reshape(-1, self.reservoir_size)
 
     @torch.no_grad()
-    def fit(self, inputs: torch.Tensor, targets: torch.Tensor, washout: int = 0) -> EchoStateNetwork:
+    def fit(
+        self, inputs: torch.Tensor, targets: torch.Tensor, washout: int = 0
+    ) -> EchoStateNetwork:
         r"""Fit the readout by ridge regression on the reservoir states (closed form).
 
         .. math::
@@ -181,16 +197,27 @@ class EchoStateNetwork(nn.Module):
         states = self.states(inputs)
         if washout >= states.shape[1]:
             raise ValueError(f"washout {washout} leaves no time step of {states.shape[1]} to fit")
-        expected = (inputs.shape[0], self.output_size) if self.readout_mode == "last" else (
-            *inputs.shape[:2], self.output_size)
+        expected = (
+            (inputs.shape[0], self.output_size)
+            if self.readout_mode == "last"
+            else (*inputs.shape[:2], self.output_size)
+        )
         if not isinstance(targets, torch.Tensor) or tuple(targets.shape) != expected:
-            shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-            raise ValueError(f"targets must be {list(expected)} for readout={self.readout_mode!r}, got {shape}")
+            shape = (
+                tuple(targets.shape)
+                if isinstance(targets, torch.Tensor)
+                else type(targets).__name__
+            )
+            raise ValueError(
+                f"targets must be {list(expected)} for readout={self.readout_mode!r}, got {shape}"
+            )
         design = self._design(states, washout).double()
         design = torch.cat([design, design.new_ones(design.shape[0], 1)], dim=1)
         wanted = targets if self.readout_mode == "last" else targets[:, washout:]
         wanted = wanted.reshape(-1, self.output_size).double()
-        gram = design.T @ design + self.ridge * torch.eye(design.shape[1], dtype=torch.float64, device=design.device)
+        gram = design.T @ design + self.ridge * torch.eye(
+            design.shape[1], dtype=torch.float64, device=design.device
+        )
         solution = torch.linalg.solve(gram, design.T @ wanted).T  # [O, N + 1]
         self.readout.weight.copy_(solution[:, :-1])
         self.readout.bias.copy_(solution[:, -1])

@@ -51,7 +51,7 @@ class RecurrentTrace:
             tensors of the autograd graph, so ``torch.autograd.grad(loss, hidden_states[1:])``
             gives the total derivatives :math:`\partial E / \partial h_k`.
         preactivations: ``[a_1, ..., a_T]`` with :math:`a_t = W_{ih} x_t + W_{hh} h_{t-1} + b`.
-        leak: the per-unit leak :math:`\alpha` of a :class:`~graddoctor.remedies.leaky.LeakyRNN`,
+        leak: the per-unit leak :math:`\alpha` of a :class:`~graddoctor.remedies.recurrent.leaky.LeakyRNN`,
             ``None`` for a plain Elman layer.
     """
 
@@ -118,7 +118,9 @@ class RecurrentCore(nn.Module):
             f"batch_first={self.batch_first}"
         )
 
-    def _initial_state(self, hidden: torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:
+    def _initial_state(
+        self, hidden: torch.Tensor | None, batch: int, like: torch.Tensor
+    ) -> torch.Tensor:
         if hidden is None:
             return like.new_zeros(batch, self.hidden_size)
         if not isinstance(hidden, torch.Tensor):
@@ -152,8 +154,12 @@ class RecurrentCore(nn.Module):
             ``return_trace``, ``(outputs, h_T, trace)``.
         """
         if not isinstance(inputs, torch.Tensor) or inputs.dim() not in (2, 3):
-            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-            raise ValueError(f"{type(self).__name__} expects inputs [B, T, I] or [T, I], got {shape}")
+            shape = (
+                tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            )
+            raise ValueError(
+                f"{type(self).__name__} expects inputs [B, T, I] or [T, I], got {shape}"
+            )
         if inputs.shape[-1] != self.input_size:
             raise ValueError(
                 f"{type(self).__name__} has input_size {self.input_size} but the inputs' last "
@@ -175,8 +181,10 @@ class RecurrentCore(nn.Module):
             state = update if leak is None else leak * state + (1.0 - leak) * update
             states.append(state)
             preactivations.append(preactivation)
-        outputs = torch.stack(states[1:], dim=1) if preactivations else batch_major.new_zeros(
-            batch_major.shape[0], 0, self.hidden_size
+        outputs = (
+            torch.stack(states[1:], dim=1)
+            if preactivations
+            else batch_major.new_zeros(batch_major.shape[0], 0, self.hidden_size)
         )
         trace = RecurrentTrace(self, states, preactivations, leak)
         for sink in _active_sinks(self):

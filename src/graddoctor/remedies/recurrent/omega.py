@@ -47,12 +47,12 @@ import torch
 from torch import nn
 
 from graddoctor.problem import Problem, StepFunction, backward_and_step
-from graddoctor.remedies._recurrent_cells import (
+from graddoctor.remedies.recurrent.cells import (
     RecurrentTrace,
     activation_derivative,
     record_recurrent_traces,
 )
-from graddoctor.remedies._recurrent_model import no_recurrent_module_error
+from graddoctor.remedies.recurrent.model import no_recurrent_module_error
 
 __all__ = ["omega_step", "vanishing_gradient_regularizer"]
 
@@ -100,10 +100,12 @@ def vanishing_gradient_regularizer(
     if steps == 0 or (form == "preactivation" and steps < 2):
         return weight.new_zeros(())
     preactivations = torch.stack(trace.preactivations)  # [T, B, H]
-    grads = torch.stack([
-        torch.zeros_like(pre) if grad is None else grad.detach()
-        for grad, pre in zip(state_grads, trace.preactivations)
-    ]).to(preactivations.dtype)
+    grads = torch.stack(
+        [
+            torch.zeros_like(pre) if grad is None else grad.detach()
+            for grad, pre in zip(state_grads, trace.preactivations)
+        ]
+    ).to(preactivations.dtype)
     slopes = activation_derivative(preactivations, module.nonlinearity)
     if not differentiate_activations:
         slopes = slopes.detach()
@@ -158,21 +160,28 @@ def omega_step(
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
 
-    def step_fn(problem: Problem, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any) -> torch.Tensor:
+    def step_fn(
+        problem: Problem, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any
+    ) -> torch.Tensor:
         inputs, targets = batch
         optimizer.zero_grad(set_to_none=True)
         with record_recurrent_traces(model) as traces:
             outputs = model(inputs)
         if not traces:
             raise no_recurrent_module_error(
-                model, "omega_step reads the hidden states of graddoctor ElmanRNN / LeakyRNN layers; "
-                "none ran in the forward pass (nn.RNN's states cannot be reached: use ElmanRNN)"
+                model,
+                "omega_step reads the hidden states of graddoctor ElmanRNN / LeakyRNN layers; "
+                "none ran in the forward pass (nn.RNN's states cannot be reached: use ElmanRNN)",
             )
         task_loss = problem.loss_fn(outputs, targets)
         if not isinstance(task_loss, torch.Tensor) or task_loss.dim() != 0:
             raise ValueError("the loss must be a scalar tensor: reduce it (e.g. .mean())")
         states = [state for trace in traces for state in trace.hidden_states[1:]]
-        grads = torch.autograd.grad(task_loss, states, retain_graph=True, allow_unused=True) if states else ()
+        grads = (
+            torch.autograd.grad(task_loss, states, retain_graph=True, allow_unused=True)
+            if states
+            else ()
+        )
         omega = task_loss.new_zeros(())
         start = 0
         for trace in traces:

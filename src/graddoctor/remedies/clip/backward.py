@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from graddoctor.remedies._clip_foreach import as_tensor_list
+from graddoctor.remedies.clip._gather import as_tensor_list
 
 
 class BackwardClipHandle:
@@ -28,6 +28,10 @@ class BackwardClipHandle:
         while self.handles:
             self.handles.pop().remove()
 
+    def reattach(self, params: torch.Tensor | Iterable[torch.Tensor]) -> BackwardClipHandle:
+        """New hooks with the same bound on ``params`` (e.g. a copied model's); this handle is kept."""
+        return clip_during_backward(params, self.value)
+
     def __enter__(self) -> BackwardClipHandle:
         return self
 
@@ -41,7 +45,9 @@ class BackwardClipHandle:
         return f"BackwardClipHandle(value={self.value}, hooks={len(self.handles)})"
 
 
-def clip_during_backward(params: torch.Tensor | Iterable[torch.Tensor], value: float) -> BackwardClipHandle:
+def clip_during_backward(
+    params: torch.Tensor | Iterable[torch.Tensor], value: float
+) -> BackwardClipHandle:
     r"""Clamp each parameter's gradient to :math:`[-\text{value}, \text{value}]` as it is computed.
 
     A hook on every parameter that requires grad replaces the gradient autograd hands it

@@ -54,7 +54,9 @@ def check_float_tensor(tensor: torch.Tensor) -> None:
         raise TypeError(f"can only initialise floating-point tensors, got dtype {tensor.dtype}")
 
 
-def _fill_truncated_normal_(tensor: torch.Tensor, std: float, generator: torch.Generator | None) -> None:
+def _fill_truncated_normal_(
+    tensor: torch.Tensor, std: float, generator: torch.Generator | None
+) -> None:
     # inverse-CDF sampling of N(0, 1) restricted to [-2, 2]: u ~ U(Phi(-2), Phi(2)),
     # x = sqrt(2) erfinv(2u - 1); exact, no rejection loop, one uniform draw per entry
     low = 0.5 * (1.0 + math.erf(-2.0 / _SQRT2))
@@ -120,7 +122,9 @@ def variance_scaling_(
     return tensor
 
 
-def glorot_normal_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def glorot_normal_(
+    tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     r"""Glorot/Xavier normal: :math:`\mathcal{N}(0, \text{gain}^2 / \text{fan\_avg})`.
 
     Glorot & Bengio (2010), "Understanding the difficulty of training deep feedforward
@@ -137,7 +141,9 @@ def glorot_normal_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Gen
     return variance_scaling_(tensor, _gain_to_scale(gain), "fan_avg", "normal", generator)
 
 
-def glorot_uniform_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def glorot_uniform_(
+    tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     r"""Glorot/Xavier uniform: :math:`\mathcal{U}(-\ell, \ell)`, :math:`\ell = \text{gain}\sqrt{3 / \text{fan\_avg}}`.
 
     Glorot & Bengio (2010), "Understanding the difficulty of training deep feedforward
@@ -192,7 +198,9 @@ def he_uniform_(
     return variance_scaling_(tensor, _leaky_scale(negative_slope), "fan_in", "uniform", generator)
 
 
-def lecun_normal_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def lecun_normal_(
+    tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     r"""LeCun normal, the init for SELU: :math:`\mathcal{N}(0, \text{gain}^2 / \text{fan\_in})`.
 
     LeCun, Bottou, Orr & Müller (1998), "Efficient BackProp"; Klambauer et al. (2017),
@@ -209,7 +217,9 @@ def lecun_normal_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Gene
     return variance_scaling_(tensor, _gain_to_scale(gain), "fan_in", "normal", generator)
 
 
-def lecun_uniform_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def lecun_uniform_(
+    tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     r"""LeCun uniform: :math:`\mathcal{U}(-\ell, \ell)`, :math:`\ell = \text{gain}\sqrt{3 / \text{fan\_in}}`.
 
     LeCun, Bottou, Orr & Müller (1998), "Efficient BackProp".

@@ -7,14 +7,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.remedies._recurrent_cells import RecurrentCore
+from graddoctor._modules import is_recurrent
 
-RECURRENT_TYPES = (nn.RNNBase, nn.RNNCellBase, RecurrentCore)
 READOUTS = ("last", "all")
 
 
 def find_recurrent_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every ``nn.RNN/LSTM/GRU``, RNN cell and graddoctor recurrent layer, with its name.
+    """Every recurrent module (``graddoctor._modules.is_recurrent``), with its name.
+
+    ``nn.RNN/LSTM/GRU``, the RNN cells, graddoctor's Elman and leaky layers, and any
+    module owning a ``weight_hh`` parameter.
 
     Args:
         model: any module (the model itself counts, under the name ``""``).
@@ -24,7 +26,7 @@ def find_recurrent_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, RECURRENT_TYPES)]
+    return [(name, module) for name, module in model.named_modules() if is_recurrent(module)]
 
 
 def no_recurrent_module_error(model: nn.Module, hint: str) -> ValueError:
@@ -50,7 +52,9 @@ def detach_hidden(hidden: Any) -> Any:
         return hidden.detach()
     if isinstance(hidden, (tuple, list)):
         return type(hidden)(detach_hidden(part) for part in hidden)
-    raise TypeError(f"a hidden state must be a tensor or a tuple of tensors, got {type(hidden).__name__}")
+    raise TypeError(
+        f"a hidden state must be a tensor or a tuple of tensors, got {type(hidden).__name__}"
+    )
 
 
 def _output_size(rnn: nn.Module) -> int:
@@ -82,17 +86,23 @@ class SequenceModel(nn.Module):
     def __init__(self, rnn: nn.Module, head: nn.Module | int, readout: str = "last") -> None:
         super().__init__()
         if not isinstance(rnn, nn.Module):
-            raise TypeError(f"rnn must be an nn.Module (nn.RNN, nn.LSTM, ElmanRNN...), got {type(rnn).__name__}")
+            raise TypeError(
+                f"rnn must be an nn.Module (nn.RNN, nn.LSTM, ElmanRNN...), got {type(rnn).__name__}"
+            )
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         if isinstance(head, int) and not isinstance(head, bool):
             if head < 1:
                 raise ValueError(f"head as an int is the output size and must be >= 1, got {head}")
             reference = next(rnn.parameters(), None)
-            factory = {} if reference is None else {"dtype": reference.dtype, "device": reference.device}
+            factory = (
+                {} if reference is None else {"dtype": reference.dtype, "device": reference.device}
+            )
             head = nn.Linear(_output_size(rnn), head, **factory)
         if not isinstance(head, nn.Module):
-            raise TypeError(f"head must be an nn.Module or an int output size, got {type(head).__name__}")
+            raise TypeError(
+                f"head must be an nn.Module or an int output size, got {type(head).__name__}"
+            )
         self.rnn = rnn
         self.head = head
         self.readout = readout

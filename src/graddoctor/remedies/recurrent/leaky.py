@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from graddoctor.remedies._recurrent_cells import RecurrentCore
+from graddoctor.remedies.recurrent.cells import RecurrentCore
 
 __all__ = ["LeakyRNN"]
 
@@ -60,13 +60,17 @@ class LeakyRNN(RecurrentCore):
         try:
             low, high = (float(value) for value in leak_range)
         except (TypeError, ValueError):
-            raise ValueError(f"leak_range must be a pair (low, high) of floats, got {leak_range!r}") from None
+            raise ValueError(
+                f"leak_range must be a pair (low, high) of floats, got {leak_range!r}"
+            ) from None
         if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high < 1.0):
             raise ValueError(
                 f"leak_range must satisfy 0 <= low <= high < 1 (a leak of 1 freezes the unit), "
                 f"got {leak_range!r}"
             )
-        super().__init__(input_size, hidden_size, nonlinearity, batch_first, generator, device, dtype)
+        super().__init__(
+            input_size, hidden_size, nonlinearity, batch_first, generator, device, dtype
+        )
         self.leak_range = (low, high)
         sample = torch.rand(hidden_size, generator=generator, dtype=self.weight_hh.dtype)
         leak = low + (high - low) * sample

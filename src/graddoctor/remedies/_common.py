@@ -1,4 +1,4 @@
-"""Helpers shared by the registry's remedy transforms: seeding, parameter checks, module swaps."""
+"""Helpers shared by the families' remedy entries: seeding, parameter checks, module swaps."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from graddoctor.problem import Problem
-from graddoctor.remedies._modules import replace_module_
-from graddoctor.remedies._registry_protocol import STEP_REMEDY_NOTE
+from graddoctor.remedies._tree import replace_module_
 
 
 @contextlib.contextmanager
@@ -38,7 +37,11 @@ def seeded_rng(seed: int | None, model: nn.Module) -> Iterator[None]:
 
 def positive(name: str, value: Any) -> float:
     """``value`` as a float, or ``ValueError`` unless it is a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (math.isfinite(value) and value > 0)
+    ):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
@@ -50,27 +53,15 @@ def reference_parameter(model: nn.Module) -> torch.Tensor | None:
 
 def trainable_reason(problem: Problem) -> str | None:
     """Why a gradient-based remedy cannot act on ``problem`` (no trainable weights, closed form)."""
-    if problem.notes.get(STEP_REMEDY_NOTE) == "echo_state":
+    if getattr(problem.step_fn, "closed_form", False):
+        name = getattr(problem.step_fn, "__name__", type(problem.step_fn).__name__)
         return (
-            "the echo-state step fits the readout in closed form: there is no gradient step "
+            f"the step function {name} fits the model in closed form: there is no gradient step "
             "to clip or slow down"
         )
     if not any(p.requires_grad for p in problem.model.parameters()):
         return "the model has no trainable parameters (requires_grad=True): there is no gradient to act on"
     return None
-
-
-def free_step_reason(problem: Problem, remedy_id: str) -> str | None:
-    """Why ``remedy_id`` cannot replace the training step (another step function is set)."""
-    if problem.step_fn is None:
-        return None
-    owner = problem.notes.get(STEP_REMEDY_NOTE)
-    source = f" (set by remedy {owner!r})" if owner else ""
-    name = getattr(problem.step_fn, "__name__", type(problem.step_fn).__name__)
-    return (
-        f"{remedy_id} replaces the training step, but the problem already has step_fn {name}{source}: "
-        "only one remedy may replace the step"
-    )
 
 
 def first_inputs(problem: Problem) -> Any:
@@ -89,9 +80,3 @@ def put_module(problem: Problem, name: str, new: nn.Module) -> Problem:
         return problem.replace(model=new)
     replace_module_(problem.model, name, new)
     return problem
-
-
-def with_step(problem: Problem, step_fn: Any, remedy_id: str) -> Problem:
-    """``problem`` with ``step_fn`` set and its owner noted."""
-    notes = {**problem.notes, STEP_REMEDY_NOTE: remedy_id}
-    return problem.replace(step_fn=step_fn, notes=notes)

@@ -1,8 +1,9 @@
 """Walking and editing the module tree of a nested model.
 
 Shared by the remedies that rewrite architectures (activation swaps, normalisation
-insertion, re-initialisation). Works for ``nn.Sequential``, ``nn.ModuleList``,
-``nn.ModuleDict`` and custom modules holding children as attributes.
+insertion, recurrent swaps). Works for ``nn.Sequential``, ``nn.ModuleList``,
+``nn.ModuleDict`` and custom modules holding children as attributes. Which modules are
+layers, activations or norms is for :mod:`graddoctor._modules` to say.
 
 "Order" below is always *registration order* (the order of ``model.named_modules()``),
 which is the order of execution for ``nn.Sequential`` and for the usual custom module
@@ -18,44 +19,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from torch import nn
-
-# layers whose output features are well defined and whose weights an init scheme targets
-LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-# elementwise activation modules (Softmax/LogSoftmax/GLU/MultiheadAttention are not
-# elementwise-shape-preserving activations of a hidden layer and are left out)
-ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ReLU6, nn.ELU, nn.SELU, nn.CELU,
-    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Softplus, nn.Threshold,
-    nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Softsign, nn.Hardsigmoid, nn.LogSigmoid,
-    nn.Tanhshrink, nn.Softshrink, nn.Hardshrink,
-)  # fmt: skip
-
-NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
-    t
-    for t in (
-        nn.modules.batchnorm._BatchNorm,
-        nn.modules.instancenorm._InstanceNorm,
-        nn.LayerNorm,
-        nn.GroupNorm,
-        nn.LocalResponseNorm,
-        getattr(nn, "RMSNorm", None),
-    )
-    if t is not None
-)
-
-# parameter-free modules that keep the feature/channel axis (dim 1) unchanged
-SHAPE_PRESERVING_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Identity,
-    nn.modules.dropout._DropoutNd,
-    nn.AlphaDropout,
-    nn.FeatureAlphaDropout,
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd,
-    nn.modules.pooling._LPPoolNd,
-)
 
 
 def split_name(name: str) -> tuple[str, str]:
