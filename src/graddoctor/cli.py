@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ._console import make_console
+from .report.figures import FIGURES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find, explain and fix vanishing and exploding gradients.")
 console = make_console()
@@ -26,8 +27,8 @@ def show(
 ) -> None:
     """Per-layer table of one recorded step, in depth order, with a log10 gradient-norm bar."""
     from ._console import layer_table
-    from .layers import layer_rows
     from .store import RunFileError, open_run
+    from .views import layer_rows
 
     try:
         run = open_run(run_path)
@@ -173,8 +174,7 @@ class _trial_progress:
 @app.command()
 def plot(
     run_path: Path = typer.Argument(..., metavar="RUN.gdr"),
-    kind: str = typer.Option("gradient_flow", "--kind", "-k", help="gradient_flow, grad_vs_depth, weights, "
-                             "activations, saturation, time_gradients, loss, linear_theory"),
+    kind: str = typer.Option("gradient_flow", "--kind", "-k", help=", ".join(FIGURES)),
     out: Path = typer.Option(..., "--out", "-o", help="PNG or SVG file"),
 ) -> None:
     """Draw one figure of a recorded run to a PNG or SVG file."""
@@ -268,7 +268,7 @@ def _regression_walkthrough(out: Path, epochs: int) -> None:
     from ._console import layer_table
     from .demo import run_exploding_regression
     from .diagnosis import diagnose as run_diagnose
-    from .layers import layer_rows
+    from .views import layer_rows
 
     console.rule("[bold]graddoctor demo: exploding regression (seed 004)")
     console.print("1000 x 10 regression data with noise 0.1 (targets std ~180), MLP 10-15-1 with ReLU, "

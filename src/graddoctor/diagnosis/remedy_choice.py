@@ -1,70 +1,74 @@
-"""Which remedies to try for a finding, ordered by what the evidence says.
+"""Which remedies to try for a finding: the remedy registry's candidates, fitted to the run.
 
-The ids are stable strings implemented by ``graddoctor.remedies``.
+Each remedy declares beside its code (:mod:`graddoctor.remedies`) what it treats and
+which runs it suits; this module only reads those declarations, and names no remedy:
+
+* ``Remedy.treats``: finding kinds (:data:`~graddoctor.diagnosis.findings.KINDS`), each
+  optionally restricted to one axis (:data:`~graddoctor.diagnosis.findings.AXES`) as
+  ``"kind@axis"``: ``"exploding_gradients@time"`` treats exploding gradients over the time
+  steps of a recurrent layer, not over depth or training steps.
+* ``Remedy.suits``: facts about the run (:data:`FACTS`), one of which must hold for the
+  remedy to be offered; empty for a remedy that suits every run. He initialisation suits
+  ``"non_saturating"`` (models with rectifier-like activations), swapping activations
+  ``"saturating"``, standardising the targets ``"huge_loss"``.
+
+:func:`graddoctor.remedies.registry.remedies_for` lists a kind's candidates in order of
+preference; :func:`choose_remedies` keeps, in that order, those that treat the finding's
+axis and suit the run.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from .._modules import FAMILIES, NON_SATURATING, RECURRENT, SATURATING
+from ..remedies.registry import remedies_for
+from ..views import RunView
+from . import thresholds as T
 from .findings import Finding
 
-REMEDY_IDS = (
-    "init_he", "init_glorot", "init_lecun", "init_orthogonal", "init_lsuv", "swap_activation", "batchnorm",
-    "clip_value", "clip_norm", "clip_backward", "clip_adaptive", "clip_quantile", "lower_lr",
-    "standardize_target", "tbptt", "recurrent_penalty", "vanishing_regularizer", "leaky_units", "lstm", "gru",
-    "echo_state",
-)
+# the model has no activation module and no recurrent layer: a deep linear network
+# (Saxe, McClelland & Ganguli 2014)
+LINEAR = "linear"
+# the first loss is above thresholds.HUGE_LOSS: unscaled regression targets (seed 004)
+HUGE_LOSS = "huge_loss"
+# what ``Remedy.suits`` may name: a family some module of the model belongs to, or a fact
+# about the whole run
+FACTS = (*FAMILIES, LINEAR, HUGE_LOSS)
 
 
-def _init_for(context: dict) -> str:
-    if context.get("relu"):
-        return "init_he"
-    if context.get("selu"):
-        return "init_lecun"
-    return "init_glorot"
+def run_facts(view: RunView) -> frozenset[str]:
+    """The facts of :data:`FACTS` that hold for a recorded run."""
+    facts = {family for family in FAMILIES if view.has_family(family)}
+    if not facts & {SATURATING, NON_SATURATING, RECURRENT}:
+        facts.add(LINEAR)
+    _, losses = view.run.scalars("loss")
+    finite = losses[np.isfinite(losses)]
+    if finite.size and finite[0] > T.HUGE_LOSS:
+        facts.add(HUGE_LOSS)
+    return frozenset(facts)
 
 
-def choose_remedies(finding: Finding, context: dict) -> list[str]:
-    """Ordered remedy ids for one finding, given model context (activations, recurrence, loss scale)."""
-    kind, axis = finding.kind, finding.evidence.get("axis")
-    huge = context.get("huge_loss", False)
-    recurrent = context.get("recurrent", False)
-    if kind == "nonfinite":
-        if huge:
-            return ["standardize_target", "clip_norm", "lower_lr"]
-        direction = (finding.source or {}).get("direction")
-        base = ["lower_lr", "clip_norm", "clip_value"]
-        if recurrent:
-            base = ["clip_norm", "clip_backward", "lower_lr", "init_orthogonal"]
-        if direction in ("forward", "backward") and context.get("exploding"):
-            return ["clip_norm", "lower_lr", "clip_value"]
-        return base
-    if kind == "exploding_gradients":
-        if axis == "time":
-            return ["clip_norm", "clip_backward", "init_orthogonal", "recurrent_penalty", "tbptt", "lstm", "gru"]
-        if axis == "depth":
-            return [_init_for(context), "batchnorm", "init_lsuv", "clip_norm"]
-        if huge:
-            return ["standardize_target", "clip_norm", "lower_lr", "clip_value"]
-        return ["clip_norm", "lower_lr", "clip_adaptive", "clip_quantile"] + (["clip_backward"] if recurrent else [])
-    if kind == "vanishing_gradients":
-        if axis == "time":
-            return ["lstm", "gru", "init_orthogonal", "leaky_units", "vanishing_regularizer", "echo_state"]
-        if context.get("saturating"):
-            return ["swap_activation", "batchnorm", "init_glorot", "init_lsuv"]
-        if context.get("relu"):
-            return ["init_he", "batchnorm", "init_lsuv"]
-        return ["init_orthogonal", "init_lsuv", "batchnorm"]
-    if kind == "vanishing_activations":
-        if context.get("relu") or context.get("saturating"):
-            return [_init_for(context), "batchnorm", "init_lsuv"]
-        return ["init_orthogonal", "init_lsuv", "batchnorm"]
-    if kind == "exploding_activations":
-        return [_init_for(context) if (context.get("relu") or context.get("saturating")) else "init_orthogonal",
-                "batchnorm", "init_lsuv", "lower_lr"]
-    if kind == "saturated_activations":
-        return ["swap_activation", "batchnorm", "init_glorot"]
-    if kind == "amp_scale_collapse":  # fp16 overflow at any scale; bf16 advice is in the evidence
-        return (["standardize_target"] if huge else []) + ["lower_lr", "clip_norm"]
-    if kind == "dead_units":
-        return ["swap_activation", "init_he", "lower_lr", "batchnorm"]
-    return []
+def treats(entries: tuple[str, ...], kind: str, axis: str | None) -> bool:
+    """Whether ``treats`` entries cover a finding of ``kind`` along ``axis`` (None: no axis)."""
+    return kind in entries or (axis is not None and f"{kind}@{axis}" in entries)
+
+
+def choose_remedies(finding: Finding, facts: frozenset[str]) -> list[str]:
+    """Remedy ids for one finding, most preferred first.
+
+    Args:
+        finding: the finding (its kind and ``evidence["axis"]`` choose the candidates).
+        facts: :func:`run_facts` of the run.
+
+    Returns:
+        the ids of the remedies the registry lists for the finding's kind that treat its
+        axis and suit the run, in the registry's order of preference.
+    """
+    axis = finding.evidence.get("axis")
+    return [
+        remedy.id
+        for remedy in remedies_for(finding.kind)
+        if treats(remedy.treats, finding.kind, axis)
+        and (not remedy.suits or facts & set(remedy.suits))
+    ]

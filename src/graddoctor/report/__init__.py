@@ -1,32 +1,12 @@
 """Figures and reports drawn from a recorded run (the store), never from live hooks.
 
-Importing ``graddoctor.report`` imports matplotlib; ``import graddoctor`` does not.
+Exports the figure registry ``FIGURES``, one drawing function per figure kind (named as
+the kind), ``save_figure`` and ``figure_to_data_uri``: the names of
+``graddoctor.report.figures.__all__``. Importing ``graddoctor.report`` imports
+matplotlib; ``import graddoctor`` does not.
 """
 
-from .figures import (
-    FIGURES,
-    activations,
-    figure_to_data_uri,
-    grad_vs_depth,
-    gradient_flow,
-    linear_theory,
-    loss,
-    saturation,
-    save_figure,
-    time_gradients,
-    weights,
-)
+from . import figures
+from .figures import *  # noqa: F403 - exactly figures.__all__
 
-__all__ = [
-    "FIGURES",
-    "activations",
-    "figure_to_data_uri",
-    "grad_vs_depth",
-    "gradient_flow",
-    "linear_theory",
-    "loss",
-    "save_figure",
-    "saturation",
-    "time_gradients",
-    "weights",
-]
+__all__ = figures.__all__
