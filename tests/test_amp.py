@@ -13,7 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from graddoctor import Monitor, diagnose, open_run
-from graddoctor.diagnosis.amp import COLLAPSE_HALVINGS, SKIPPED_WINDOW, ScalerHistory
+from graddoctor.diagnosis.amp import ScalerHistory
+from graddoctor.diagnosis.thresholds import COLLAPSE_HALVINGS, SKIPPED_WINDOW
 from graddoctor.probes.parameters import GRAD_STATS, WEIGHT_STATS
 
 from . import reference

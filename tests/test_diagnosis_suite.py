@@ -142,7 +142,10 @@ def confirm_truth(name, problem):
 @pytest.fixture(scope="module")
 def diagnoses(tmp_path_factory):
     folder = tmp_path_factory.mktemp("suite")
-    return {name: gd.checkup(build(), run_path=folder / f"{name}.gdr") for name, build in PROBLEMS.items()}
+    return {
+        name: gd.checkup(build(), run_path=folder / f"{name}.gdr")
+        for name, build in PROBLEMS.items()
+    }
 
 
 @pytest.mark.parametrize("name", sorted(LABELS))
@@ -159,11 +162,14 @@ def test_diagnosed_with_right_kinds(name, diagnoses):
     assert found <= required | allowed, f"{name}: wrong kinds {found - required - allowed}"
     assert diagnosis.healthy == (not required)
     for finding in diagnosis.findings:
-        if finding.kind in ("vanishing_gradients", "exploding_gradients") and finding.kind in required:
+        if (
+            finding.kind in ("vanishing_gradients", "exploding_gradients")
+            and finding.kind in required
+        ):
             assert finding.evidence["axis"] in (axis, "steps")
         assert finding.message and finding.severity in gd.diagnosis.SEVERITIES
         if finding.severity != "info":
-            assert finding.remedies and all(r in gd.diagnosis.remedy_choice.REMEDY_IDS for r in finding.remedies)
+            assert finding.remedies and all(r in gd.REMEDY_IDS for r in finding.remedies)
 
 
 def test_time_axis_evidence(diagnoses):
@@ -173,11 +179,14 @@ def test_time_axis_evidence(diagnoses):
     assert finding.evidence["largest_singular_value"] == pytest.approx(0.5, rel=1e-4)
 
 
-@pytest.mark.parametrize("name, module, direction", [
-    ("forward-nan", "log", "forward"),
-    ("backward-nan", "sqrt", "backward"),
-    ("relu-rnn-3", "rnn", "forward"),
-])
+@pytest.mark.parametrize(
+    "name, module, direction",
+    [
+        ("forward-nan", "log", "forward"),
+        ("backward-nan", "sqrt", "backward"),
+        ("relu-rnn-3", "rnn", "forward"),
+    ],
+)
 def test_nonfinite_localised(name, module, direction, diagnoses):
     finding = diagnoses[name].of_kind("nonfinite")[0]
     assert finding.source["module"] == module and finding.source["direction"] == direction
@@ -192,7 +201,11 @@ def test_backward_only_nan_is_the_silent_case(diagnoses):
 
 def test_exploding_regression_remedies(diagnoses):
     diagnosis = diagnoses["exploding-regression"]
-    assert diagnosis.of_kind("nonfinite")[0].remedies[:3] == ["standardize_target", "clip_norm", "lower_lr"]
+    assert diagnosis.of_kind("nonfinite")[0].remedies[:3] == [
+        "standardize_target",
+        "clip_norm",
+        "lower_lr",
+    ]
     assert diagnosis.remedies()[0] == "standardize_target"
 
 
@@ -229,19 +242,36 @@ def test_checkup_never_changes_the_callers_model():
 
 def test_checkup_accepts_model_data_loss(tmp_path):
     problem = PROBLEMS["he-relu-mlp"]()
-    diagnosis = gd.checkup(problem.model, problem.data, problem.loss_fn,
-                           optimizer=lambda p: torch.optim.Adam(p, lr=1e-3), steps=5, run_path=tmp_path / "a.gdr")
+    diagnosis = gd.checkup(
+        problem.model,
+        problem.data,
+        problem.loss_fn,
+        optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
+        steps=5,
+        run_path=tmp_path / "a.gdr",
+    )
     assert diagnosis.healthy and diagnosis.steps == 5
 
 
 def test_checkup_bad_input(tmp_path):
     problem = PROBLEMS["he-relu-mlp"]()
     with pytest.raises(ValueError, match="loss must be a scalar"):
-        gd.checkup(problem.model, problem.data, nn.MSELoss(reduction="none"), steps=2, run_path=tmp_path / "b.gdr")
+        gd.checkup(
+            problem.model,
+            problem.data,
+            nn.MSELoss(reduction="none"),
+            steps=2,
+            run_path=tmp_path / "b.gdr",
+        )
     with pytest.raises(ValueError, match="no trainable parameters"):
         gd.checkup(nn.Sequential(nn.ReLU()), problem.data, nn.MSELoss(), steps=2)
     with pytest.raises(TypeError, match="factory"):
-        gd.checkup(problem.model, problem.data, nn.MSELoss(), optimizer=torch.optim.SGD(problem.model.parameters(), 0.1))
+        gd.checkup(
+            problem.model,
+            problem.data,
+            nn.MSELoss(),
+            optimizer=torch.optim.SGD(problem.model.parameters(), 0.1),
+        )
     assert (tmp_path / "b.gdr").exists()  # what was recorded before the error is kept
 
 
@@ -250,5 +280,14 @@ def test_json_schema(diagnoses):
     assert set(data) == {"schema", "healthy", "run_path", "model", "steps", "summary", "findings"}
     assert data["schema"] == "graddoctor.diagnosis/1"
     finding = data["findings"][0]
-    assert set(finding) == {"kind", "severity", "layers", "first_step", "evidence", "message", "remedies", "source"}
+    assert set(finding) == {
+        "kind",
+        "severity",
+        "layers",
+        "first_step",
+        "evidence",
+        "message",
+        "remedies",
+        "source",
+    }
     assert set(finding["source"]) >= {"module", "direction", "step"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from graddoctor import Monitor, RunWriter, open_run
 from graddoctor.theory import build_linear_chain
+from graddoctor.views import load_view
 
 from .models import lstm, mlp
 
@@ -46,7 +48,9 @@ def _deep_sigmoid():
     layers = []
     for _ in range(8):
         linear = nn.Linear(16, 16)
-        nn.init.normal_(linear.weight, std=1.0)  # saturating sigmoids: the gradient vanishes toward the input
+        nn.init.normal_(
+            linear.weight, std=1.0
+        )  # saturating sigmoids: the gradient vanishes toward the input
         layers += [linear, nn.Sigmoid()]
     model = nn.Sequential(*layers, nn.Linear(16, 1))
     return model, torch.randn(32, 16), torch.randn(32, 1), nn.MSELoss()
@@ -66,14 +70,18 @@ def runs(tmp_path_factory):
         "mlp": _train(*mlp(), folder / "mlp.gdr", 6, activations_every=1),
         "sigmoid": _train(*_deep_sigmoid(), folder / "sigmoid.gdr", 5, activations_every=2),
         "lstm": _train(*lstm(), folder / "lstm.gdr", 4, activations_every=1),
-        "diverging": _train(*_diverging(), folder / "diverging.gdr", 8, lr=0.5, activations_every=1),
+        "diverging": _train(
+            *_diverging(), folder / "diverging.gdr", 8, lr=0.5, activations_every=1
+        ),
     }
     chain = build_linear_chain(CHAIN["n"], CHAIN["w"], CHAIN["b"])
     x = torch.full((1, 1), CHAIN["x"], dtype=torch.float64)
     optimizer = torch.optim.SGD(chain.parameters(), lr=0.01)
     paths["chain"] = folder / "chain.gdr"
     config = {k: CHAIN[k] for k in ("w", "b", "x")}
-    with Monitor(chain, optimizer, path=paths["chain"], activations_every=None, config=config) as mon:
+    with Monitor(
+        chain, optimizer, path=paths["chain"], activations_every=None, config=config
+    ) as mon:
         for _ in range(3):
             optimizer.zero_grad()
             out = chain(x).sum()
@@ -87,7 +95,10 @@ def runs(tmp_path_factory):
 def _module_order(run, modules):
     order = run.meta.get("execution_order") or []
     registration = {m["name"]: m["index"] for m in run.model_summary}
-    return sorted(modules, key=lambda m: (order.index(m) if m in order else len(order), registration.get(m, 0)))
+    return sorted(
+        modules,
+        key=lambda m: (order.index(m) if m in order else len(order), registration.get(m, 0)),
+    )
 
 
 def _naive_module_grad_norms(run):
@@ -108,7 +119,11 @@ def _naive_module_grad_norms(run):
                 measured = True
                 total += grad[i, j] ** 2
                 bad = bad or counts[i, j] > 0 or not math.isfinite(grad[i, j])
-            value = math.sqrt(total) if measured and not math.isnan(total) else (total if measured else math.nan)
+            value = (
+                math.sqrt(total)
+                if measured and not math.isnan(total)
+                else (total if measured else math.nan)
+            )
             norms[module].append(value)
             flags[module].append(bad or (measured and not math.isfinite(value)))
     return steps, norms, flags
@@ -121,7 +136,9 @@ def _naive_module_norm(run, stat):
         owners.setdefault(param.rpartition(".")[0], []).append(j)
     out = {}
     for module in _module_order(run, list(owners)):
-        out[module] = [math.sqrt(sum(values[i, j] ** 2 for j in owners[module])) for i in range(len(steps))]
+        out[module] = [
+            math.sqrt(sum(values[i, j] ** 2 for j in owners[module])) for i in range(len(steps))
+        ]
     return steps, out
 
 
@@ -136,21 +153,61 @@ def _same(a, b, rtol=1e-9):
 
 
 # -- the registry --------------------------------------------------------------------------
-KIND_RUN = {"gradient_flow": "mlp", "grad_vs_depth": "sigmoid", "weights": "mlp", "activations": "sigmoid",
-            "saturation": "mlp", "time_gradients": "lstm", "loss": "diverging", "linear_theory": "chain"}
+KIND_RUN = {
+    "gradient_flow": "mlp",
+    "grad_vs_depth": "sigmoid",
+    "weights": "mlp",
+    "activations": "sigmoid",
+    "saturation": "mlp",
+    "time_gradients": "lstm",
+    "loss": "diverging",
+    "linear_theory": "chain",
+}
 
 
 def test_registry_has_the_stable_kinds():
     assert list(report.FIGURES) == list(KIND_RUN)
     assert all(callable(f) for f in report.FIGURES.values())
+    assert all(report.FIGURES[kind].function() is getattr(report, kind) for kind in KIND_RUN)
+    assert set(KIND_RUN) <= set(report.__all__)
 
 
 @pytest.mark.parametrize("kind", list(KIND_RUN))
-def test_every_kind_returns_axes_from_a_path_and_from_a_run(kind, runs):
+def test_every_kind_returns_axes_from_a_path_a_run_and_a_view(kind, runs):
     ax = report.FIGURES[kind](runs[KIND_RUN[kind]])
     assert isinstance(ax, Axes) and ax.get_title(loc="left")
     with open_run(runs[KIND_RUN[kind]]) as run:
         assert isinstance(report.FIGURES[kind](run), Axes)
+        assert isinstance(report.FIGURES[kind](load_view(run), ax=None), Axes)
+
+
+NEEDS_MET = {  # run -> the kinds whose needs it meets
+    "mlp": {"gradient_flow", "grad_vs_depth", "weights", "activations", "saturation", "loss"},
+    "lstm": {
+        "gradient_flow",
+        "grad_vs_depth",
+        "weights",
+        "activations",
+        "saturation",
+        "loss",
+        "time_gradients",
+    },
+    "chain": {"gradient_flow", "grad_vs_depth", "weights", "loss", "linear_theory"},
+}
+
+
+@pytest.mark.parametrize("which", list(NEEDS_MET))
+def test_needs_say_which_figures_a_run_can_show(which, runs, tmp_path):
+    from graddoctor.report.html import run_report
+
+    with open_run(runs[which]) as run:
+        view = load_view(run)
+        assert {kind for kind, figure in report.FIGURES.items() if figure.needs(view)} == NEEDS_MET[
+            which
+        ]
+    page = run_report(runs[which], tmp_path / "r.html").read_text()
+    drawn = re.findall(r'<img alt="([a-z_]+)"', page)
+    assert drawn == [kind for kind in report.FIGURES if kind in NEEDS_MET[which]]
 
 
 # -- gradient_flow ------------------------------------------------------------------------
@@ -175,10 +232,19 @@ def test_gradient_flow_flags_the_nonfinite_steps(runs):
     with open_run(runs["diverging"]) as run:
         steps, norms, flags = _naive_module_grad_norms(run)
         loss_steps, losses = run.scalars("loss")
-    marks = [c for c in ax.collections if isinstance(c, PathCollection) and c.get_label().startswith("non-finite")]
+    marks = [
+        c
+        for c in ax.collections
+        if isinstance(c, PathCollection) and c.get_label().startswith("non-finite")
+    ]
     assert len(marks) == 1
     got = {(float(x), float(y)) for x, y in marks[0].get_offsets()}
-    expected = {(float(steps[i]), row + 0.5) for row, m in enumerate(flags) for i, f in enumerate(flags[m]) if f}
+    expected = {
+        (float(steps[i]), row + 0.5)
+        for row, m in enumerate(flags)
+        for i, f in enumerate(flags[m])
+        if f
+    }
     assert got == expected and expected
     first_bad_loss = int(loss_steps[~np.isfinite(losses)][0])
     assert {int(x) for x, _ in got} >= {int(s) for s in steps if s > first_bad_loss}
@@ -189,8 +255,11 @@ def test_gradient_flow_flags_the_nonfinite_steps(runs):
 def test_gradient_flow_tells_nonfinite_from_unmeasured_and_zero(tmp_path):
     path = tmp_path / "synthetic.gdr"
     writer = RunWriter(path)
-    modules = [{"index": 0, "name": "", "type": "Net"}, {"index": 1, "name": "a", "type": "Linear"},
-               {"index": 2, "name": "b", "type": "Linear"}]
+    modules = [
+        {"index": 0, "name": "", "type": "Net"},
+        {"index": 1, "name": "a", "type": "Linear"},
+        {"index": 2, "name": "b", "type": "Linear"},
+    ]
     writer.set_meta({"model": {"modules": modules}, "execution_order": ["b", "a"]})
     writer.define_group("parameters", ["a.weight", "a.bias", "b.weight"])
     writer.define_stats("parameters", ["grad_norm", "grad_nonfinite"])
@@ -208,12 +277,21 @@ def test_gradient_flow_tells_nonfinite_from_unmeasured_and_zero(tmp_path):
     writer.close()
     ax = report.gradient_flow(path)
     (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
-    expected = [[nan, math.log10(2), nan, 0.0, math.log10(5)], [math.log10(5), nan, nan, 0.0, nan]]  # rows b, a
+    expected = [
+        [nan, math.log10(2), nan, 0.0, math.log10(5)],
+        [math.log10(5), nan, nan, 0.0, nan],
+    ]  # rows b, a
     _same(np.ma.filled(mesh.get_array().astype(float), np.nan).reshape(2, 5), expected)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["b (Linear)", "a (Linear)"]
-    marks = {c.get_label(): {(float(x), float(y)) for x, y in c.get_offsets()} for c in ax.collections
-             if isinstance(c, PathCollection)}
-    assert marks == {"non-finite (NaN/Inf)": {(1.0, 1.5), (4.0, 1.5)}, "zero gradient": {(0.0, 0.5)}}
+    marks = {
+        c.get_label(): {(float(x), float(y)) for x, y in c.get_offsets()}
+        for c in ax.collections
+        if isinstance(c, PathCollection)
+    }
+    assert marks == {
+        "non-finite (NaN/Inf)": {(1.0, 1.5), (4.0, 1.5)},
+        "zero gradient": {(0.0, 0.5)},
+    }
     assert "no gradient recorded" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert "from step 1" in ax.get_title(loc="left")
 
@@ -224,14 +302,20 @@ def test_grad_vs_depth_lines_are_out_grad_norm_in_execution_order(runs):
     with open_run(runs["sigmoid"]) as run:
         recorded = run.steps("out_grad_norm")
         order = run.meta["execution_order"]
-        expected_steps = [int(recorded[0]), int(recorded[(len(recorded) - 1) // 2]), int(recorded[-1])]
+        expected_steps = [
+            int(recorded[0]),
+            int(recorded[(len(recorded) - 1) // 2]),
+            int(recorded[-1]),
+        ]
         lines = _lines(ax)
         for step in expected_steps:
             _, names, vector = run.at("out_grad_norm", step)
             want = [vector[names.index(m)] for m in order]
             _same(lines[f"step {step}"].get_ydata(), want)
             _same(lines[f"step {step}"].get_xdata(), range(len(order)))
-        assert want[0] < want[-1] / 100  # saturating sigmoids: the gradient vanishes toward the input
+        assert (
+            want[0] < want[-1] / 100
+        )  # saturating sigmoids: the gradient vanishes toward the input
     assert ax.get_yscale() == "log" and "vanishes" in ax.get_title(loc="left")
     one = report.grad_vs_depth(runs["sigmoid"], steps=[2])
     assert [line.get_label() for line in one.get_lines()] == ["step 2"]
@@ -276,7 +360,9 @@ def test_weights_mark_nonfinite_steps(runs):
     first = report.weights(runs["diverging"])
     with open_run(runs["diverging"]) as run:
         steps, weight = _naive_module_norm(run, "weight_norm")
-    bad = [int(s) for i, s in enumerate(steps) if any(not math.isfinite(v[i]) for v in weight.values())]
+    bad = [
+        int(s) for i, s in enumerate(steps) if any(not math.isfinite(v[i]) for v in weight.values())
+    ]
     assert bad
     _same(_lines(first)["non-finite weights"].get_xdata(), bad)
 
@@ -300,7 +386,10 @@ def test_activations_draw_mean_and_std_band_of_activation_modules(runs):
             assert np.min(np.abs(ys - value)) < 1e-9
     every = report.activations(runs["mlp"], modules="all")
     assert len(_lines(every)) == 6
-    assert list(_lines(report.activations(runs["mlp"], modules=["0", "4"]))) == ["0 (Linear)", "4 (Linear)"]
+    assert list(_lines(report.activations(runs["mlp"], modules=["0", "4"]))) == [
+        "0 (Linear)",
+        "4 (Linear)",
+    ]
     with pytest.raises(ValueError, match="matches no recorded module"):
         report.activations(runs["mlp"], modules=["encoder.*"])
 
@@ -324,8 +413,11 @@ def test_saturation_draws_only_measured_fractions(runs):
     assert list(lines) == [f"{n} (Sigmoid) saturated" for n in sigmoids]
     for n in sigmoids:
         _same(lines[f"{n} (Sigmoid) saturated"].get_ydata(), saturated[:, names.index(n)])
-    assert list(_lines(report.saturation(runs["mlp"]))) == ["1 (Tanh) saturated", "3 (ReLU) dead",
-                                                            "5 (Sigmoid) saturated"]
+    assert list(_lines(report.saturation(runs["mlp"]))) == [
+        "1 (Tanh) saturated",
+        "3 (ReLU) dead",
+        "5 (Sigmoid) saturated",
+    ]
     chain = report.saturation(runs["chain"])
     assert not chain.get_lines() and "no activation statistics" in chain.texts[0].get_text()
 
@@ -399,8 +491,14 @@ def test_linear_theory_matches_measured_chain_gradients(runs):
     _same(measured.get_ydata(), [vector[names.index(f"layer_{i}.weight")] for i in range(1, n + 1)])
     np.testing.assert_allclose(measured.get_ydata(), expected, rtol=1e-6)
     later = report.linear_theory(runs["chain"], step=2, w=0.9, b=0.0, x=1.0)
-    _same(later.get_lines()[0].get_ydata(), _naive_chain_weight_gradients(n, 0.9, 0.0, 1.0), rtol=1e-12)
-    assert np.allclose(later.get_lines()[0].get_ydata(), 0.9 ** (n - 1))  # x w^(i-1) w^(n-i), the same everywhere
+    _same(
+        later.get_lines()[0].get_ydata(),
+        _naive_chain_weight_gradients(n, 0.9, 0.0, 1.0),
+        rtol=1e-12,
+    )
+    assert np.allclose(
+        later.get_lines()[0].get_ydata(), 0.9 ** (n - 1)
+    )  # x w^(i-1) w^(n-i), the same everywhere
     with pytest.raises(ValueError, match="needs w, b, x"):
         report.linear_theory(runs["mlp"])
     with pytest.raises(ValueError, match="build_linear_chain"):
@@ -435,7 +533,9 @@ def test_figure_to_data_uri(runs):
     assert uri.startswith("data:image/png;base64,")
     assert base64.b64decode(uri.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     svg = report.figure_to_data_uri(ax.figure, format="svg")
-    assert svg.startswith("data:image/svg+xml;base64,") and b"<svg" in base64.b64decode(svg.split(",", 1)[1])
+    assert svg.startswith("data:image/svg+xml;base64,") and b"<svg" in base64.b64decode(
+        svg.split(",", 1)[1]
+    )
     with pytest.raises(ValueError, match="format"):
         report.figure_to_data_uri(ax, format="gif")
     with pytest.raises(TypeError):
@@ -459,3 +559,27 @@ def test_matplotlib_stays_out_of_graddoctor_and_pyplot_out_of_the_report(runs, t
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
+
+
+def test_run_report_opens_the_run_once(runs, tmp_path, monkeypatch):
+    import importlib
+
+    from graddoctor import store
+
+    opened = []
+    real = store.open_run
+
+    def counting(path):
+        opened.append(str(path))
+        return real(path)
+
+    readers = (
+        "graddoctor.store",
+        "graddoctor.report.html",
+        "graddoctor.report._figures_common",
+        "graddoctor.diagnosis.diagnose",
+    )
+    for name in readers:
+        monkeypatch.setattr(importlib.import_module(name), "open_run", counting)
+    importlib.import_module("graddoctor.report.html").run_report(runs["lstm"], tmp_path / "r.html")
+    assert opened == [str(runs["lstm"])]

@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
+from graddoctor.diagnosis.findings import KINDS as FINDING_KINDS
 from graddoctor.problem import train_step
+from graddoctor.remedies import REMEDY_IDS
 from graddoctor.scenarios import (
-    FINDING_KINDS,
-    REMEDY_IDS,
     Scenario,
     available,
     deep_linear_measurements,

@@ -20,6 +20,8 @@ Families (stable strings):
   Threshold whose value is 0.
 * ``"non_saturating"``: an activation whose derivative stays away from 0 on at least one
   side (the rectifiers, leaky and smooth variants, SELU...).
+* ``"self_normalizing"``: SELU, whose fixed point needs LeCun initialisation
+  (Klambauer et al. 2017).
 * ``"normalization"``: batch, instance, layer, group, RMS and local response norms.
 * ``"recurrent"``: ``nn.RNN/LSTM/GRU``, the RNN cells, and any module owning a
   ``weight_hh`` parameter (graddoctor's Elman and leaky layers).
@@ -35,9 +37,10 @@ WEIGHT_LAYER = "weight_layer"
 SATURATING = "saturating"
 RECTIFIER = "rectifier"
 NON_SATURATING = "non_saturating"
+SELF_NORMALIZING = "self_normalizing"
 NORMALIZATION = "normalization"
 RECURRENT = "recurrent"
-FAMILIES = (WEIGHT_LAYER, SATURATING, RECTIFIER, NON_SATURATING, NORMALIZATION, RECURRENT)
+FAMILIES = (WEIGHT_LAYER, SATURATING, RECTIFIER, NON_SATURATING, SELF_NORMALIZING, NORMALIZATION, RECURRENT)
 
 # dense and convolution layers with a well-defined output feature axis: what an init
 # scheme re-initialises and what a normalisation layer can follow
@@ -124,6 +127,7 @@ def module_families(module: nn.Module) -> list[str]:
         SATURATING: is_saturating(module),
         RECTIFIER: is_rectifier(module),
         NON_SATURATING: isinstance(module, NON_SATURATING_TYPES),
+        SELF_NORMALIZING: isinstance(module, nn.SELU),
         NORMALIZATION: isinstance(module, NORM_TYPES),
         RECURRENT: is_recurrent(module),
     }
@@ -163,6 +167,7 @@ _NAMES_BY_FAMILY = {
     SATURATING: _type_names(SATURATING_TYPES) - {"ReLU6"},
     RECTIFIER: _type_names(RECTIFIER_TYPES),
     NON_SATURATING: _type_names(NON_SATURATING_TYPES),
+    SELF_NORMALIZING: _type_names((nn.SELU,)),
     NORMALIZATION: _type_names(NORM_TYPES),
     RECURRENT: _type_names(RECURRENT_TYPES) | _EXTRA_NAMES[RECURRENT],
 }
@@ -187,6 +192,7 @@ __all__ = [
     "RECURRENT_TYPES",
     "SATURATING",
     "SATURATING_TYPES",
+    "SELF_NORMALIZING",
     "SHAPE_PRESERVING_TYPES",
     "WEIGHT_LAYER",
     "WEIGHT_LAYER_TYPES",

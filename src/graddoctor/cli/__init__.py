@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from ..report.figures import FIGURES
 from ._console import make_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find, explain and fix vanishing and exploding gradients.")
@@ -30,8 +31,8 @@ def show(
     step: int | None = typer.Option(None, "--step", help="the step to show (default: the last)"),
 ) -> None:
     """Per-layer table of one recorded step, in depth order, with a log10 gradient-norm bar."""
-    from ..layers import layer_rows
     from ..store import RunFileError, open_run
+    from ..views import layer_rows
     from ._console import layer_table
 
     try:
@@ -155,8 +156,7 @@ def compare(
 @app.command()
 def plot(
     run_path: Path = typer.Argument(..., metavar="RUN.gdr"),
-    kind: str = typer.Option("gradient_flow", "--kind", "-k", help="gradient_flow, grad_vs_depth, weights, "
-                             "activations, saturation, time_gradients, loss, linear_theory"),
+    kind: str = typer.Option("gradient_flow", "--kind", "-k", help=", ".join(FIGURES)),
     out: Path = typer.Option(..., "--out", "-o", help="PNG or SVG file"),
 ) -> None:
     """Draw one figure of a recorded run to a PNG or SVG file."""

@@ -7,7 +7,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
-from ..layers import LayerRow
+from ..views import LayerRow
 
 BAR_WIDTH = 12
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..demo import run_exploding_regression, run_scenarios
 from ..diagnosis import diagnose as run_diagnose
-from ..layers import layer_rows
+from ..views import layer_rows
 from ._console import layer_table
 from ._progress import training_progress
 

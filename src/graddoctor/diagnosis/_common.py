@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,15 +29,21 @@ def per_layer(names: Sequence[str], values: Sequence[float]) -> dict[str, float]
     return {n: rounded(float(v)) for n, v in zip(names, values, strict=True)}
 
 
-def first_where(steps: np.ndarray, predicate: Callable[[int], bool]) -> int | None:
-    for i in range(len(steps)):
-        if predicate(i):
-            return i
-    return None
-
-
 def severity_for(decades: float, critical_decades: float) -> str:
     return "critical" if abs(decades) >= critical_decades else "warning"
 
 
-Evidence = dict[str, Any]
+def geometric_fit(values: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of log10(values) over their index, and the overall ratio last/first.
+
+    Returns:
+        ``(decades_per_layer, log10(last / first))``; NaN when fewer than two positive values.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(values) & (values > 0)
+    if keep.sum() < 2:
+        return float("nan"), float("nan")
+    index = np.arange(len(values))[keep]
+    logs = np.log10(values[keep])
+    slope = float(np.polyfit(index, logs, 1)[0])
+    return slope, float(logs[-1] - logs[0])

@@ -28,20 +28,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..layers import owner_module
 from ..store import Run
+from ..views import RunView, owner_module
 from ._common import rounded
-from ._profile import RunView
 from .findings import Finding
-
-# Ten net halvings: 2^16 -> 2^6. A healthy fp16 run settles a few halvings below its start
-# and stays there (the scale only grows back every 2000 clean steps).
-COLLAPSE_HALVINGS = 10.0
-# More than half of the last 20 steps skipped: more skipped than trained.
-SKIPPED_WINDOW = 20
-SKIPPED_FRACTION = 0.5
-# A scale below 1 divides the gradients: even unscaled they overflow (or are NaN).
-CRITICAL_SCALE = 1.0
+from .thresholds import COLLAPSE_HALVINGS, CRITICAL_SCALE, SKIPPED_FRACTION, SKIPPED_WINDOW
 
 Detector = Callable[[RunView, dict], list[Finding]]
 
@@ -78,7 +69,9 @@ class ScalerHistory:
     def collapsed(self) -> bool:
         """The persistent case: the scale fell by more than ``2^10``, or most recent steps skipped."""
         fraction = self.recent_skipped_fraction()
-        return self.halvings() > COLLAPSE_HALVINGS or (fraction is not None and fraction > SKIPPED_FRACTION)
+        return self.halvings() > COLLAPSE_HALVINGS or (
+            fraction is not None and fraction > SKIPPED_FRACTION
+        )
 
 
 def scaler_history(run: Run) -> ScalerHistory | None:
@@ -87,7 +80,9 @@ def scaler_history(run: Run) -> ScalerHistory | None:
     if "amp_skipped" not in names:
         return None
     steps, skipped = run.scalars("amp_skipped")
-    scale_steps, scales = run.scalars("amp_scale") if "amp_scale" in names else (np.zeros(0, np.int64), np.zeros(0))
+    scale_steps, scales = (
+        run.scalars("amp_scale") if "amp_scale" in names else (np.zeros(0, np.int64), np.zeros(0))
+    )
     return ScalerHistory(steps, np.nan_to_num(skipped), scale_steps, scales)
 
 
@@ -99,26 +94,13 @@ def transient_skipped_steps(run: Run) -> np.ndarray:
     return history.skipped_steps
 
 
-def without_steps(view: RunView, steps: np.ndarray) -> RunView:
-    """A copy of ``view`` whose parameter and module rows at ``steps`` are left out."""
-    keep_params = ~np.isin(view.param_steps, steps)
-    keep_modules = ~np.isin(view.module_steps, steps)
-    return dataclasses.replace(
-        view,
-        param_steps=view.param_steps[keep_params],
-        param_stats={k: v[keep_params] for k, v in view.param_stats.items()},
-        module_steps=view.module_steps[keep_modules],
-        module_stats={k: v[keep_modules] for k, v in view.module_stats.items()},
-    )
-
-
 def skipping_transient_amp_steps(detector: Detector) -> Detector:
     """``detector`` run on the view without the steps GradScaler skipped, while they are transient."""
 
     @functools.wraps(detector)
     def run_detector(view: RunView, context: dict) -> list[Finding]:
         skipped = transient_skipped_steps(view.run)
-        return detector(without_steps(view, skipped) if skipped.size else view, context)
+        return detector(view.without_steps(skipped) if skipped.size else view, context)
 
     return run_detector
 
@@ -138,8 +120,12 @@ def amp_findings(view: RunView, context: dict) -> list[Finding]:
         "advice": "train in bfloat16 (torch.autocast(dtype=torch.bfloat16)), which needs no loss scaling",
     }
     if good.size:
-        evidence.update(scale_start=rounded(good[0]), scale_last=rounded(good[-1]), scale_min=rounded(good.min()),
-                        halvings=rounded(halvings) if math.isfinite(halvings) else "inf")
+        evidence.update(
+            scale_start=rounded(good[0]),
+            scale_last=rounded(good[-1]),
+            scale_min=rounded(good.min()),
+            halvings=rounded(halvings) if math.isfinite(halvings) else "inf",
+        )
     if fraction is not None:
         evidence.update(skipped_fraction_recent=rounded(fraction), window=SKIPPED_WINDOW)
     stalled = fraction is not None and fraction >= 1.0
@@ -155,8 +141,16 @@ def amp_findings(view: RunView, context: dict) -> list[Finding]:
         "even at a small scale (or are NaN); lower the learning rate, clip the gradient norm after "
         "scaler.unscale_(), or train in bfloat16."
     )
-    return [Finding("amp_scale_collapse", severity, _overflowing_layers(view, history.skipped_steps),
-                    _first_collapse_step(history), evidence, message)]
+    return [
+        Finding(
+            "amp_scale_collapse",
+            severity,
+            _overflowing_layers(view, history.skipped_steps),
+            _first_collapse_step(history),
+            evidence,
+            message,
+        )
+    ]
 
 
 def _first_collapse_step(history: ScalerHistory) -> int | None:
@@ -173,12 +167,12 @@ def _first_collapse_step(history: ScalerHistory) -> int | None:
 
 def _overflowing_layers(view: RunView, skipped: np.ndarray, count: int = 3) -> list[str]:
     """The modules with the most non-finite gradient entries over the skipped steps."""
-    counts = view.param_stats.get("grad_nonfinite")
-    rows = np.isin(view.param_steps, skipped)
+    counts = view.params.stats.get("grad_nonfinite")
+    rows = np.isin(view.params.steps, skipped)
     if counts is None or not rows.any():
         return []
     totals: dict[str, float] = {}
-    for name, value in zip(view.param_names, np.nansum(counts[rows], axis=0), strict=True):
+    for name, value in zip(view.params.names, np.nansum(counts[rows], axis=0), strict=True):
         if value > 0:
             module = owner_module(name)
             totals[module] = totals.get(module, 0.0) + float(value)

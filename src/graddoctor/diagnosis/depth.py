@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..views import RunView, owner_module
 from . import thresholds as T
-from ._common import per_layer, persistent_steps, rounded, severity_for
-from ._profile import RunView, geometric_fit
+from ._common import geometric_fit, per_layer, persistent_steps, rounded, severity_for
 from .findings import Finding
 
 
 def _profiles(view: RunView, stat: str) -> tuple[list[str], list[np.ndarray]]:
     layers = view.weight_layers()
-    if stat not in view.module_stats or len(layers) < T.MIN_LAYERS_FOR_DEPTH:
+    modules = view.modules
+    if stat not in modules.stats or len(layers) < T.MIN_LAYERS_FOR_DEPTH:
         return layers, []
-    columns = [view.module_names.index(n) for n in layers]
-    return layers, [view.module_stats[stat][i, columns] for i in range(len(view.module_steps))]
+    columns = [modules.names.index(n) for n in layers]
+    return layers, [modules.stats[stat][i, columns] for i in range(len(modules.steps))]
 
 
 def _ratio(profile: np.ndarray) -> float:
@@ -42,10 +43,10 @@ def gradient_depth_findings(view: RunView, context: dict) -> list[Finding]:
         ("vanishing_gradients", [r < T.VANISHING_DEPTH_RATIO for r in ratios]),
         ("exploding_gradients", [r > T.EXPLODING_DEPTH_RATIO for r in ratios]),
     ):
-        step = persistent_steps(view.module_steps, holds)
+        step = persistent_steps(view.modules.steps, holds)
         if step is None:
             continue
-        i = list(view.module_steps).index(step)
+        i = list(view.modules.steps).index(step)
         profile = profiles[i]
         slope, decades = geometric_fit(profile[np.isfinite(profile)])
         evidence = {
@@ -65,27 +66,38 @@ def gradient_depth_findings(view: RunView, context: dict) -> list[Finding]:
             f"Gradients {direction} towards the input: {first} receives {ratios[i]:.2g} of the "
             f"back-propagated signal {last} does ({abs(decades):.1f} decades over {len(layers)} layers)."
         )
-        findings.append(Finding(kind, severity_for(decades, T.CRITICAL_DEPTH_DECADES), [first, last], step,
-                                evidence, message))
+        findings.append(
+            Finding(
+                kind,
+                severity_for(decades, T.CRITICAL_DEPTH_DECADES),
+                [first, last],
+                step,
+                evidence,
+                message,
+            )
+        )
     return findings
 
 
 def _update_evidence(view: RunView, step: int, layers: list[str]) -> dict:
     """Update ratios of the lowest and highest layers' weights at (or after) ``step``."""
-    ratios = view.param_stats.get("update_ratio")
-    if ratios is None or not len(view.param_steps):
+    ratios = view.params.stats.get("update_ratio")
+    if ratios is None or not len(view.params.steps):
         return {}
-    later = np.nonzero(view.param_steps >= step)[0]
+    later = np.nonzero(view.params.steps >= step)[0]
     if not later.size:
         return {}
     row = ratios[later[0]]
 
     def layer_ratio(layer: str) -> float:
-        values = [row[j] for j, n in enumerate(view.param_names) if n.rpartition(".")[0] == layer]
+        values = [row[j] for j, n in enumerate(view.params.names) if owner_module(n) == layer]
         values = [v for v in values if np.isfinite(v)]
         return rounded(float(max(values))) if values else float("nan")
 
-    return {"update_ratio_first": layer_ratio(layers[0]), "update_ratio_last": layer_ratio(layers[-1])}
+    return {
+        "update_ratio_first": layer_ratio(layers[0]),
+        "update_ratio_last": layer_ratio(layers[-1]),
+    }
 
 
 def activation_depth_findings(view: RunView, context: dict) -> list[Finding]:
@@ -99,16 +111,20 @@ def activation_depth_findings(view: RunView, context: dict) -> list[Finding]:
     for profile in profiles:
         values = profile[: len(hidden)]
         measured = values[np.isfinite(values)]
-        ratios.append(float(measured[-1] / measured[0]) if measured.size >= 2 and measured[0] > 0 else float("nan"))
+        ratios.append(
+            float(measured[-1] / measured[0])
+            if measured.size >= 2 and measured[0] > 0
+            else float("nan")
+        )
     findings = []
     for kind, holds in (
         ("vanishing_activations", [r < T.VANISHING_ACTIVATION_RATIO for r in ratios]),
         ("exploding_activations", [r > T.EXPLODING_ACTIVATION_RATIO for r in ratios]),
     ):
-        step = persistent_steps(view.module_steps, holds)
+        step = persistent_steps(view.modules.steps, holds)
         if step is None:
             continue
-        i = list(view.module_steps).index(step)
+        i = list(view.modules.steps).index(step)
         slope, decades = geometric_fit(profiles[i][: len(hidden)])
         evidence = {
             "axis": "depth",
@@ -122,6 +138,14 @@ def activation_depth_findings(view: RunView, context: dict) -> list[Finding]:
             f"The forward signal {word} geometrically with depth: the output scale of {hidden[-1]} is "
             f"{ratios[i]:.2g} times that of {hidden[0]} ({abs(decades):.1f} decades)."
         )
-        findings.append(Finding(kind, severity_for(decades, T.CRITICAL_DEPTH_DECADES), [hidden[0], hidden[-1]],
-                                step, evidence, message))
+        findings.append(
+            Finding(
+                kind,
+                severity_for(decades, T.CRITICAL_DEPTH_DECADES),
+                [hidden[0], hidden[-1]],
+                step,
+                evidence,
+                message,
+            )
+        )
     return findings

@@ -7,13 +7,13 @@ import os
 import numpy as np
 
 from ..store import Run, open_run
+from ..views import RunView, load_view
 from . import thresholds as T
-from ._profile import RECURRENT_TYPES, RELU_TYPES, SATURATING_TYPES, RunView, load_view
 from .amp import amp_findings, skipping_transient_amp_steps
 from .depth import activation_depth_findings, gradient_depth_findings
 from .findings import Diagnosis, Finding
 from .nonfinite import nonfinite_findings
-from .remedy_choice import choose_remedies
+from .remedy_choice import EXPLODING, choose_remedies, run_facts
 from .steps import step_findings
 from .time_axis import time_findings
 from .units import dead_unit_findings, saturation_findings
@@ -35,22 +35,19 @@ DETECTORS = tuple(
 
 
 def model_context(view: RunView) -> dict:
-    """Facts about the model and run that decide which remedies fit."""
-    types = set(view.types.values())
-    context = {
-        "saturating": bool(types & SATURATING_TYPES),
-        "relu": bool(types & (RELU_TYPES | {"LeakyReLU", "PReLU", "ELU", "GELU", "SiLU"})),
-        "selu": "SELU" in types,
-        "recurrent": bool(types & RECURRENT_TYPES),
+    """What the detectors and remedy choice read besides the statistics.
+
+    Returns:
+        ``{"facts": run_facts(view), "zero_lr": {...}, "spectra": {module: {...}}}``.
+    """
+    spectra = {
+        s["module"]: {
+            "largest_singular_value": s["largest_singular_value"],
+            "spectral_radius": s["spectral_radius"],
+        }
+        for s in view.run.meta.get("recurrent_spectra", [])
     }
-    _, losses = view.run.scalars("loss")
-    finite = losses[np.isfinite(losses)]
-    context["huge_loss"] = bool(finite.size and finite[0] > T.HUGE_LOSS)
-    context["zero_lr"] = _zero_lr_evidence(view.run)
-    context["spectra"] = {s["module"]: {"largest_singular_value": s["largest_singular_value"],
-                                        "spectral_radius": s["spectral_radius"]}
-                          for s in view.run.meta.get("recurrent_spectra", [])}
-    return context
+    return {"facts": run_facts(view), "zero_lr": _zero_lr_evidence(view.run), "spectra": spectra}
 
 
 def _zero_lr_evidence(run: Run) -> dict:
@@ -61,20 +58,30 @@ def _zero_lr_evidence(run: Run) -> dict:
     if n < 2 or not np.all(np.isfinite(trained[:n])):
         return {}
     tail = max(1, n // 4)
-    trained_tail, control_tail = float(np.mean(trained[n - tail : n])), float(np.mean(control[n - tail : n]))
+    trained_tail, control_tail = (
+        float(np.mean(trained[n - tail : n])),
+        float(np.mean(control[n - tail : n])),
+    )
     gain = (control_tail - trained_tail) / abs(control_tail) if control_tail else 0.0
-    return {"loss_trained": round(trained_tail, 6), "loss_zero_lr": round(control_tail, 6),
-            "gain_over_zero_lr": round(gain, 4), "trains": bool(gain > T.ZERO_LR_MIN_GAIN)}
+    return {
+        "loss_trained": round(trained_tail, 6),
+        "loss_zero_lr": round(control_tail, 6),
+        "gain_over_zero_lr": round(gain, 4),
+        "trains": bool(gain > T.ZERO_LR_MIN_GAIN),
+    }
 
 
 def findings_of(view: RunView, context: dict) -> list[Finding]:
+    """Every detector's findings, consequences folded into their cause, remedies chosen."""
     findings: list[Finding] = []
     for detector in DETECTORS:
         findings += detector(view, context)
     findings = _fold_consequences(findings)
-    context["exploding"] = any(f.kind == "exploding_gradients" for f in findings)
+    facts = context["facts"]
+    if any(f.kind == "exploding_gradients" for f in findings):
+        facts = facts | {EXPLODING}
     for finding in findings:
-        finding.remedies = choose_remedies(finding, context)
+        finding.remedies = choose_remedies(finding, facts)
     return findings
 
 
@@ -87,30 +94,38 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
     kept = []
     for f in findings:
         zero = f.evidence.get("axis") == "depth" and (
-            f.evidence.get("ratio_first_to_last") == 0.0 or f.evidence.get("ratio_last_to_first") == 0.0)
+            f.evidence.get("ratio_first_to_last") == 0.0
+            or f.evidence.get("ratio_last_to_first") == 0.0
+        )
         if zero and f.kind in ("vanishing_gradients", "vanishing_activations"):
-            dead[0].evidence.setdefault("consequences", []).append(f"{f.kind}: exactly zero below the dead layer")
+            dead[0].evidence.setdefault("consequences", []).append(
+                f"{f.kind}: exactly zero below the dead layer"
+            )
             continue
         kept.append(f)
     return kept
 
 
-def diagnose(run: str | os.PathLike | Run) -> Diagnosis:
-    """Run every detector over a recorded run (a path or an ``open_run`` result).
+def diagnose(run: str | os.PathLike | Run | RunView) -> Diagnosis:
+    """Run every detector over a recorded run (a path, an ``open_run`` result or its view).
 
     Returns:
         a ``Diagnosis`` whose findings name the problem, the layers and the evidence.
     """
-    opened = not isinstance(run, Run)
-    run = open_run(run)
-    try:
-        view = load_view(run)
-        context = model_context(view)
-        findings = findings_of(view, context)
-        steps = run.steps()
-        return Diagnosis(findings, run_path=str(run.path), model=view.model_type,
-                         steps=int(steps[-1]) + 1 if steps.size else 0,
-                         extra={"zero_lr": context["zero_lr"]} if context["zero_lr"] else {})
-    finally:
-        if opened:
-            run.close()
+    if isinstance(run, (Run, RunView)):
+        return _diagnose_view(load_view(run))
+    with open_run(run) as opened:
+        return _diagnose_view(load_view(opened))
+
+
+def _diagnose_view(view: RunView) -> Diagnosis:
+    context = model_context(view)
+    findings = findings_of(view, context)
+    steps = view.run.steps()
+    return Diagnosis(
+        findings,
+        run_path=str(view.path),
+        model=view.model_type,
+        steps=int(steps[-1]) + 1 if steps.size else 0,
+        extra={"zero_lr": context["zero_lr"]} if context["zero_lr"] else {},
+    )

@@ -27,6 +27,8 @@ from typing import Any
 
 SCHEMA = "graddoctor.diagnosis/1"
 SEVERITIES = ("info", "warning", "critical")
+# the finding kinds, in report order: the one list of them (scenarios, remedies and the
+# report read it from here)
 KINDS = (
     "nonfinite",
     "exploding_gradients",
@@ -37,6 +39,9 @@ KINDS = (
     "dead_units",
     "amp_scale_collapse",
 )
+# where a vanishing or exploding signal runs, in ``evidence["axis"]``: over the layers,
+# over the time steps of a recurrent layer, or over training steps
+AXES = ("depth", "time", "steps")
 
 
 @dataclass
@@ -73,7 +78,12 @@ class Diagnosis:
 
     def __post_init__(self) -> None:
         order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
-        self.findings.sort(key=lambda f: (order[f.severity], KINDS.index(f.kind) if f.kind in KINDS else len(KINDS)))
+        self.findings.sort(
+            key=lambda f: (
+                order[f.severity],
+                KINDS.index(f.kind) if f.kind in KINDS else len(KINDS),
+            )
+        )
 
     @property
     def healthy(self) -> bool:

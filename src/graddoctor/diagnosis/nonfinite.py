@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import owner_module
-from ._profile import RunView
+from ..views import RunView, owner_module
 from .findings import Finding
 
 
@@ -24,15 +23,18 @@ def nonfinite_findings(view: RunView, context: dict) -> list[Finding]:
     run = view.run
     loss_steps, losses = run.scalars("loss")
     firsts = {"loss": _first(loss_steps, ~np.isfinite(losses))}
-    if view.param_stats:
-        counts = view.param_stats["grad_nonfinite"]
-        firsts["gradients"] = _first(view.param_steps, np.nansum(counts, axis=1) > 0)
-        weights = view.param_stats["weight_norm"]
+    params, modules = view.params, view.modules
+    if params.stats:
+        counts = params.stats["grad_nonfinite"]
+        firsts["gradients"] = _first(params.steps, np.nansum(counts, axis=1) > 0)
+        weights = params.stats["weight_norm"]
         # a NaN norm is a NaN weight; an infinite norm may be the overflow of huge finite
         # weights (exploding, not yet non-finite), so only NaN counts here
-        firsts["weights"] = _first(view.param_steps, _nan_measured(weights))
-    if "act_nonfinite" in view.module_stats:
-        firsts["activations"] = _first(view.module_steps, np.nansum(view.module_stats["act_nonfinite"], axis=1) > 0)
+        firsts["weights"] = _first(params.steps, _nan_measured(weights))
+    if "act_nonfinite" in modules.stats:
+        firsts["activations"] = _first(
+            modules.steps, np.nansum(modules.stats["act_nonfinite"], axis=1) > 0
+        )
     seen = {k: v for k, v in firsts.items() if v is not None}
     if not seen:
         return []
@@ -51,7 +53,9 @@ def nonfinite_findings(view: RunView, context: dict) -> list[Finding]:
         what = f"a parameter of {source['module'] or '(model)'}"
     else:
         what = f"{source['direction']} pass of {source['module'] or '(model)'}"
-    silent = seen.get("loss") is None or ("gradients" in seen and seen["gradients"] < seen.get("loss", 1 << 60))
+    silent = seen.get("loss") is None or (
+        "gradients" in seen and seen["gradients"] < seen.get("loss", 1 << 60)
+    )
     message = f"NaN/Inf first appeared at step {first_step}, in the {what}."
     if source is not None and source["direction"] == "backward" and silent:
         message += " The forward pass and loss stayed finite: only the gradients (and then the weights) broke."
@@ -65,22 +69,40 @@ def _nan_measured(weights: np.ndarray) -> np.ndarray:
 
 
 def _source_from_event(event: dict) -> dict:
-    return {"module": event.get("module", ""), "direction": event.get("direction", "forward"),
-            "step": int(event.get("step", 0)), "what": event.get("what"), "module_type": event.get("module_type")}
+    return {
+        "module": event.get("module", ""),
+        "direction": event.get("direction", "forward"),
+        "step": int(event.get("step", 0)),
+        "what": event.get("what"),
+        "module_type": event.get("module_type"),
+    }
 
 
 def _infer_source(view: RunView, seen: dict[str, int]) -> dict | None:
     step = min(seen.values())
-    if "activations" in seen and seen["activations"] <= step and "act_nonfinite" in view.module_stats:
-        i = int(np.nonzero(view.module_steps == seen["activations"])[0][0])
-        row = view.module_stats["act_nonfinite"][i]
-        bad = [n for n, v in zip(view.module_names, row, strict=True) if np.isfinite(v) and v > 0]
+    params, modules = view.params, view.modules
+    if "activations" in seen and seen["activations"] <= step and "act_nonfinite" in modules.stats:
+        i = int(np.nonzero(modules.steps == seen["activations"])[0][0])
+        row = modules.stats["act_nonfinite"][i]
+        bad = [n for n, v in zip(modules.names, row, strict=True) if np.isfinite(v) and v > 0]
         if bad:
-            return {"module": view.ordered(bad)[0], "direction": "forward", "step": seen["activations"]}
+            return {
+                "module": view.ordered(bad)[0],
+                "direction": "forward",
+                "step": seen["activations"],
+            }
     if "gradients" in seen:
-        i = int(np.nonzero(view.param_steps == seen["gradients"])[0][0])
-        row = view.param_stats["grad_nonfinite"][i]
-        modules = [owner_module(n) for n, v in zip(view.param_names, row, strict=True) if np.isfinite(v) and v > 0]
-        if modules:
-            return {"module": view.ordered(modules)[-1], "direction": "backward", "step": seen["gradients"]}
+        i = int(np.nonzero(params.steps == seen["gradients"])[0][0])
+        row = params.stats["grad_nonfinite"][i]
+        owners = [
+            owner_module(n)
+            for n, v in zip(params.names, row, strict=True)
+            if np.isfinite(v) and v > 0
+        ]
+        if owners:
+            return {
+                "module": view.ordered(owners)[-1],
+                "direction": "backward",
+                "step": seen["gradients"],
+            }
     return None

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..views import RunView
 from . import thresholds as T
 from ._common import rounded
-from ._profile import RunView
 from .findings import Finding
 
 
 def step_findings(view: RunView, context: dict) -> list[Finding]:
     """``exploding_gradients`` when the total gradient norm grows by decades or spikes."""
     total = view.total_grad_norm()
-    steps = view.param_steps
+    steps = view.params.steps
     if total.size < 2:
         return []
     finite = np.isfinite(total) & (total > 0)
@@ -47,16 +47,33 @@ def step_findings(view: RunView, context: dict) -> list[Finding]:
             f"The total gradient norm grew from {evidence['grad_norm_start']:.3g} to "
             f"{evidence['grad_norm_reached']:.3g} within {evidence['steps_taken']} steps."
         )
-        findings.append(Finding("exploding_gradients", "critical", _largest_layers(view, growth_step), growth_step,
-                                evidence, message))
+        findings.append(
+            Finding(
+                "exploding_gradients",
+                "critical",
+                _largest_layers(view, growth_step),
+                growth_step,
+                evidence,
+                message,
+            )
+        )
     elif spike is not None:
         step, value, median = spike
-        findings.append(Finding(
-            "exploding_gradients", "warning", _largest_layers(view, step), step,
-            {"axis": "steps", "spike": rounded(value), "running_median": rounded(median),
-             "factor": rounded(value / median)},
-            f"The gradient norm spiked to {value:.3g} at step {step}, {value / median:.0f}x its running median.",
-        ))
+        findings.append(
+            Finding(
+                "exploding_gradients",
+                "warning",
+                _largest_layers(view, step),
+                step,
+                {
+                    "axis": "steps",
+                    "spike": rounded(value),
+                    "running_median": rounded(median),
+                    "factor": rounded(value / median),
+                },
+                f"The gradient norm spiked to {value:.3g} at step {step}, {value / median:.0f}x its running median.",
+            )
+        )
     return findings
 
 
@@ -66,7 +83,7 @@ def _first_spike(total: np.ndarray, steps: np.ndarray):
         history = history[np.isfinite(history)]
         if history.size < T.SPIKE_MIN_HISTORY or not np.isfinite(total[i]):
             continue
-        median = float(np.median(history[-50:]))
+        median = float(np.median(history[-T.SPIKE_MEDIAN_WINDOW :]))
         if median > 0 and total[i] > T.SPIKE_FACTOR * median:
             return int(steps[i]), float(total[i]), median
     return None
@@ -74,7 +91,7 @@ def _first_spike(total: np.ndarray, steps: np.ndarray):
 
 def _largest_layers(view: RunView, step: int, count: int = 3) -> list[str]:
     """The modules with the largest gradient norm at ``step`` (the ones that explode most)."""
-    index = np.nonzero(view.param_steps == step)[0]
+    index = np.nonzero(view.params.steps == step)[0]
     if not index.size:
         return []
     grouped = view.layer_grad_norm(int(index[0]))

@@ -23,6 +23,7 @@ EXPLODING_ACTIVATION_RATIO = 1e3
 EXPLODING_STEP_GROWTH = 1e4
 SPIKE_FACTOR = 100.0
 SPIKE_MIN_HISTORY = 5
+SPIKE_MEDIAN_WINDOW = 50  # the running median is over the last 50 recorded steps
 
 # Over time in a recurrent layer: the gradient reaching the first time step's input
 # against the last one's (seed 001, eq. 12: (gamma_W gamma_h)^(t-k)). Three decades.
@@ -42,6 +43,16 @@ CRITICAL_SATURATED_FRACTION = 0.9
 # units silent (Lu et al. 2019, "Dying ReLU and Initialization"), and still train.
 DEAD_FRACTION = 0.5
 CRITICAL_DEAD_FRACTION = 0.9
+
+# GradScaler's loss scale (Micikevicius et al. 2018). Ten net halvings: 2^16 -> 2^6. A
+# healthy fp16 run settles a few halvings below its start and stays there (the scale only
+# grows back every 2000 clean steps). More than half of the last 20 steps skipped: more
+# skipped than trained. A scale below 1 divides the gradients: even unscaled they
+# overflow (or are NaN).
+COLLAPSE_HALVINGS = 10.0
+SKIPPED_WINDOW = 20
+SKIPPED_FRACTION = 0.5
+CRITICAL_SCALE = 1.0
 
 # Seed 003: "train with 0 learning rate and compare". Training that gains less than 1%
 # of the loss over the zero-learning-rate control did not train.

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..views import RunView
 from . import thresholds as T
 from ._common import persistent_steps, rounded
-from ._profile import RunView
 from .findings import Finding
-
-PREFIX = "time_grad_norm:"
 
 
 def time_findings(view: RunView, context: dict) -> list[Finding]:
     """``vanishing_gradients`` / ``exploding_gradients`` with ``evidence["axis"] = "time"``."""
     findings = []
-    for stat in view.run.stat_names():
-        if not stat.startswith(PREFIX):
-            continue
-        module = stat[len(PREFIX):]
-        steps, _, values = view.run.series(stat)
+    for module, stat in view.time_gradient_stats().items():
+        steps, _, values = view.series(stat)
         ratios = []
         for row in values:
             row = row[np.isfinite(row)]

@@ -1,27 +1,29 @@
-"""Unit-level findings: saturated bounded activations and dead ReLU units."""
+"""Unit-level findings: saturated activations and dead rectifier units."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from .._modules import RECTIFIER, SATURATING
+from ..views import RunView
 from . import thresholds as T
 from ._common import persistent_steps, rounded
-from ._profile import RELU_TYPES, SATURATING_TYPES, RunView
 from .findings import Finding
 
 
-def _fraction_findings(view: RunView, stat: str, types: set[str], warn: float, critical: float,
-                       majority_only: bool = False):
-    if stat not in view.module_stats:
+def _fraction_findings(
+    view: RunView, stat: str, family: str, warn: float, critical: float, majority_only: bool = False
+):
+    if stat not in view.modules.stats:
         return None
-    layers = view.ordered(view.modules_of_type(types))
+    layers = view.modules_in(family, view.modules.names)
     hits = {}
     for layer in layers:
-        column = view.module_column(stat, layer)
+        column = view.modules.column(stat, layer)
         holds = [bool(np.isfinite(v) and v >= warn) for v in column]
         if majority_only and sum(holds) * 2 <= len(holds):
             continue
-        step = persistent_steps(view.module_steps, holds)
+        step = persistent_steps(view.modules.steps, holds)
         if step is not None:
             hits[layer] = (step, column)
     if not hits:
@@ -35,12 +37,13 @@ def _fraction_findings(view: RunView, stat: str, types: set[str], warn: float, c
 
 def saturation_findings(view: RunView, context: dict) -> list[Finding]:
     """``saturated_activations``: bounded activations with most outputs at their bounds."""
-    found = _fraction_findings(view, "act_saturated", SATURATING_TYPES, T.SATURATED_FRACTION,
-                               T.CRITICAL_SATURATED_FRACTION)
+    found = _fraction_findings(
+        view, "act_saturated", SATURATING, T.SATURATED_FRACTION, T.CRITICAL_SATURATED_FRACTION
+    )
     if found is None:
         return []
     layers, step, last, worst, severity = found
-    means = {layer: rounded(float(view.module_column("act_mean", layer)[-1])) for layer in layers}
+    means = {layer: rounded(float(view.modules.column("act_mean", layer)[-1])) for layer in layers}
     message = (
         f"{len(layers)} bounded activation layer(s) are saturated: up to {100 * worst:.0f}% of the outputs of "
         f"{', '.join(layers[:3])} sit within 1% of their bounds, where the derivative is nearly 0."
@@ -50,10 +53,11 @@ def saturation_findings(view: RunView, context: dict) -> list[Finding]:
 
 
 def dead_unit_findings(view: RunView, context: dict) -> list[Finding]:
-    """``dead_units``: ReLU units that output exactly 0 for every sample of the batch."""
+    """``dead_units``: rectifier units that output exactly 0 for every sample of the batch."""
     # units matter when they stay dead: most recorded steps, not only the initial state
-    found = _fraction_findings(view, "act_dead", RELU_TYPES, T.DEAD_FRACTION, T.CRITICAL_DEAD_FRACTION,
-                               majority_only=True)
+    found = _fraction_findings(
+        view, "act_dead", RECTIFIER, T.DEAD_FRACTION, T.CRITICAL_DEAD_FRACTION, majority_only=True
+    )
     if found is None:
         return []
     layers, step, last, worst, severity = found
@@ -61,4 +65,13 @@ def dead_unit_findings(view: RunView, context: dict) -> list[Finding]:
         f"Dead units: up to {100 * worst:.0f}% of the units of {', '.join(layers[:3])} output 0 for every "
         "sample, so no gradient flows through them."
     )
-    return [Finding("dead_units", severity, layers, step, {"dead_fraction": last, "worst": rounded(worst)}, message)]
+    return [
+        Finding(
+            "dead_units",
+            severity,
+            layers,
+            step,
+            {"dead_fraction": last, "worst": rounded(worst)},
+            message,
+        )
+    ]

@@ -1,4 +1,4 @@
-"""Shared pieces of the figures: opening runs, layer order, colours and non-finite marks.
+"""Shared pieces of the figures: opening runs as views, colours, legends and non-finite marks.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects, never through pyplot, so no
 GUI backend is chosen and no global matplotlib state changes.
@@ -24,10 +24,10 @@ try:
 except ImportError as err:  # pragma: no cover - matplotlib is a dependency of the report
     raise ImportError("graddoctor figures need matplotlib: pip install matplotlib") from err
 
-from ..layers import owner_module
 from ..store import Run, open_run
+from ..views import RunView
 
-RunLike = Run | str | os.PathLike
+RunLike = RunView | Run | str | os.PathLike
 # Okabe & Ito (2008) colour-blind-safe qualitative palette, black left out.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 NONFINITE_COLOR = "#D55E00"  # vermillion: NaN / Inf marks
@@ -36,21 +36,21 @@ SEQUENTIAL = "viridis"
 NONFINITE_LABEL = "non-finite (NaN/Inf)"
 LEGEND_LIMIT = 12  # more layers than this get a colour bar instead of a legend
 
-ACTIVATION_TYPES = frozenset({
-    "ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
-    "Sigmoid", "Tanh", "Hardtanh", "Hardsigmoid", "Hardswish", "LogSigmoid", "Softplus", "Softsign",
-    "Softshrink", "Hardshrink", "Tanhshrink", "Threshold", "GLU",
-})
-
 
 @contextlib.contextmanager
-def opened(run: RunLike) -> Iterator[Run]:
-    """The run, opened from a path if needed and closed again if it was opened here."""
+def opened(run: RunLike) -> Iterator[RunView]:
+    """The view of a run: ``run`` itself when it is a view, else a view of the run (opened
+    from a path if needed, and closed again if it was opened here)."""
+    if isinstance(run, RunView):
+        yield run
+        return
     if not isinstance(run, (Run, str, os.PathLike)):
-        raise TypeError(f"a figure needs a Run or the path of a .gdr run file, got {type(run).__name__}")
+        raise TypeError(
+            f"a figure needs a Run or the path of a .gdr run file, got {type(run).__name__}"
+        )
     reader = open_run(run)
     try:
-        yield reader
+        yield RunView(reader)
     finally:
         if reader is not run:
             reader.close()
@@ -78,7 +78,9 @@ def step_axis(ax: Axes) -> None:
 
 def show_message(ax: Axes, text: str, headline: str = "") -> Axes:
     """Write ``text`` in the middle of the axes (for a figure that has nothing to draw)."""
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes, fontsize=10)
+    ax.text(
+        0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes, fontsize=10
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     if headline:
@@ -86,86 +88,11 @@ def show_message(ax: Axes, text: str, headline: str = "") -> Axes:
     return ax
 
 
-def has_stat(run: Run, stat: str) -> bool:
-    """Whether ``stat`` was declared and has at least one recorded step."""
-    return stat in run.stat_names() and run.steps(stat).size > 0
-
-
-def execution_ordered(run: Run, names: Sequence[str]) -> list[str]:
-    """Module names sorted by execution order, then registration order (as ``layers.py``)."""
-    order = run.meta.get("execution_order") or []
-    position = {name: i for i, name in enumerate(order)}
-    registration = {m["name"]: m["index"] for m in run.model_summary}
-    ranked = sorted(enumerate(names), key=lambda p: (position.get(p[1], len(order)), registration.get(p[1], 0), p[0]))
-    return [name for _, name in ranked]
-
-
-def module_types(run: Run) -> dict[str, str]:
-    return {m["name"]: m["type"] for m in run.model_summary}
-
-
 def layer_label(name: str, types: dict[str, str]) -> str:
     """``"3 (ReLU)"``; the root module is ``"(model)"``."""
     kind = types.get(name)
     shown = name if name else "(model)"
     return f"{shown} ({kind})" if kind else shown
-
-
-def parameter_groups(run: Run, param_names: Sequence[str]) -> dict[str, list[int]]:
-    """Module -> column indices of its parameters, modules in execution order."""
-    groups: dict[str, list[int]] = {}
-    for column, param in enumerate(param_names):
-        groups.setdefault(owner_module(param), []).append(column)
-    return {module: groups[module] for module in execution_ordered(run, list(groups))}
-
-
-def module_quadrature(
-    values: np.ndarray, groups: dict[str, list[int]], measured: np.ndarray | None = None
-) -> np.ndarray:
-    r"""Combine per-parameter norms into per-module norms, ``[S, P] -> [S, M]``.
-
-    .. math::
-        \|g_{\text{module}}\| = \sqrt{\textstyle\sum_{p \in \text{module}} \|g_p\|^2}
-
-    Args:
-        values: per-parameter norms over steps.
-        groups: module -> parameter columns (see :func:`parameter_groups`).
-        measured: ``[S, P]`` bool, the cells that were measured; the others are left
-            out of the sum. Default: every cell. A module with no measured cell is NaN;
-            a measured NaN or Inf propagates.
-    """
-    if measured is None:
-        measured = np.ones(values.shape, dtype=bool)
-    squares = np.where(measured, np.square(values), 0.0)
-    out = np.full((values.shape[0], len(groups)), np.nan)
-    for j, columns in enumerate(groups.values()):
-        any_measured = measured[:, columns].any(axis=1)
-        out[any_measured, j] = np.sqrt(squares[any_measured][:, columns].sum(axis=1))
-    return out
-
-
-def module_gradient_norms(run: Run) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
-    """Per-module gradient norms over steps, and where they were non-finite.
-
-    A parameter counts as measured at a step when its ``grad_nonfinite`` count was
-    recorded (a parameter without a gradient has NaN there), so a NaN gradient norm
-    is told apart from "no gradient".
-
-    Returns:
-        ``(steps [S], modules [M], norms [S, M], nonfinite [S, M] bool)``.
-    """
-    steps, params, grad_norm = run.series("grad_norm")
-    count_steps, _, counts = run.series("grad_nonfinite")
-    if not np.array_equal(steps, count_steps):
-        raise ValueError(f"{run.path.name}: grad_norm and grad_nonfinite were recorded at different steps")
-    measured = ~np.isnan(counts)
-    groups = parameter_groups(run, params)
-    norms = module_quadrature(grad_norm, groups, measured)
-    with np.errstate(invalid="ignore"):
-        bad_counts = np.stack([(counts[:, c] > 0).any(axis=1) for c in groups.values()], axis=1)
-    any_measured = np.stack([measured[:, c].any(axis=1) for c in groups.values()], axis=1)
-    nonfinite = bad_counts | (any_measured & ~np.isfinite(norms))
-    return steps, list(groups), norms, nonfinite
 
 
 def select_names(names: Sequence[str], patterns: str | Sequence[str]) -> list[str]:
@@ -176,7 +103,9 @@ def select_names(names: Sequence[str], patterns: str | Sequence[str]) -> list[st
         patterns = [patterns]
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-            raise ValueError(f"modules={pattern!r} matches no recorded module; recorded: {list(names)}")
+            raise ValueError(
+                f"modules={pattern!r} matches no recorded module; recorded: {list(names)}"
+            )
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
@@ -193,7 +122,9 @@ def choose_steps(recorded: np.ndarray, steps: Sequence[int] | int | None) -> lis
     for step in steps:
         if int(step) not in set(recorded.tolist()):
             nearest = recorded[np.argsort(np.abs(recorded - int(step)))[:3]]
-            raise ValueError(f"step {step} was not recorded; nearest recorded steps: {sorted(nearest.tolist())}")
+            raise ValueError(
+                f"step {step} was not recorded; nearest recorded steps: {sorted(nearest.tolist())}"
+            )
         chosen.append(int(step))
     return chosen
 
@@ -204,7 +135,9 @@ def sequential_colors(count: int, cmap: str = SEQUENTIAL) -> list[tuple[float, .
     return [colormap(v) for v in np.linspace(0.0, 0.85, max(count, 1))][:count]
 
 
-def layer_key(ax: Axes, labels: Sequence[str], colors: Sequence, title: str = "layer (input first)") -> None:
+def layer_key(
+    ax: Axes, labels: Sequence[str], colors: Sequence, title: str = "layer (input first)"
+) -> None:
     """A legend for a few layers, or a depth colour bar for many."""
     if not labels:
         return
@@ -212,7 +145,9 @@ def layer_key(ax: Axes, labels: Sequence[str], colors: Sequence, title: str = "l
         ax.legend(fontsize=7, title=title, title_fontsize=7, loc="best")
         return
     depth_colorbar(ax, labels)
-    others = [(h, t) for h, t in zip(*ax.get_legend_handles_labels(), strict=True) if t not in set(labels)]
+    others = [
+        (h, t) for h, t in zip(*ax.get_legend_handles_labels(), strict=True) if t not in set(labels)
+    ]
     if others:
         ax.legend(*zip(*others, strict=True), fontsize=7, loc="best")
 
@@ -220,20 +155,33 @@ def layer_key(ax: Axes, labels: Sequence[str], colors: Sequence, title: str = "l
 def depth_colorbar(ax: Axes, labels: Sequence[str]) -> None:
     """A colour bar keying :func:`sequential_colors` to layer depth, first and last layer named."""
     colormap = colormaps[SEQUENTIAL].resampled(256)
-    mappable = ScalarMappable(Normalize(0, max(len(labels) - 1, 1) / 0.85), colormap)  # as sequential_colors
+    mappable = ScalarMappable(
+        Normalize(0, max(len(labels) - 1, 1) / 0.85), colormap
+    )  # as sequential_colors
     bar = ax.figure.colorbar(mappable, ax=ax, label="layer (execution order)")
     bar.ax.set_ylim(0, max(len(labels) - 1, 1))
     bar.set_ticks([0, len(labels) - 1], labels=[labels[0], labels[-1]])
 
 
-def mark_nonfinite_steps(ax: Axes, steps: Sequence[float], label: str = NONFINITE_LABEL, color: str = NONFINITE_COLOR):
+def mark_nonfinite_steps(
+    ax: Axes, steps: Sequence[float], label: str = NONFINITE_LABEL, color: str = NONFINITE_COLOR
+):
     """Red crosses along the top edge of the axes at ``steps`` (values that cannot be drawn)."""
     if len(steps) == 0:
         return None
     transform = blended_transform_factory(ax.transData, ax.transAxes)
     (line,) = ax.plot(
-        np.asarray(steps, dtype=float), np.full(len(steps), 0.97), transform=transform, linestyle="none",
-        marker="x", markersize=8, markeredgewidth=2, color=color, label=label, clip_on=False, zorder=5,
+        np.asarray(steps, dtype=float),
+        np.full(len(steps), 0.97),
+        transform=transform,
+        linestyle="none",
+        marker="x",
+        markersize=8,
+        markeredgewidth=2,
+        color=color,
+        label=label,
+        clip_on=False,
+        zorder=5,
     )
     return line
 

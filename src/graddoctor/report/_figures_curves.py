@@ -11,11 +11,11 @@ from matplotlib.axes import Axes
 
 from ..store import Run
 from ..theory import linear_chain_weight_gradients
+from ..views import RunView
 from ._figures_common import (
     PALETTE,
     RunLike,
     choose_steps,
-    has_stat,
     log_scale_if_wide,
     mark_nonfinite_steps,
     new_axes,
@@ -30,7 +30,7 @@ def _named_runs(runs: RunLike | Sequence[RunLike] | Mapping[str, RunLike]) -> di
     """``{label: run}`` from one run, a list (labelled by file name) or a dict."""
     if isinstance(runs, Mapping):
         named = {str(k): v for k, v in runs.items()}
-    elif isinstance(runs, (Run, str, os.PathLike)):
+    elif isinstance(runs, (RunView, Run, str, os.PathLike)):
         named = {_stem(runs): runs}
     elif isinstance(runs, Sequence):
         named = {}
@@ -40,14 +40,16 @@ def _named_runs(runs: RunLike | Sequence[RunLike] | Mapping[str, RunLike]) -> di
                 label += "'"
             named[label] = item
     else:
-        raise TypeError(f"loss() needs a run, a list of runs or a dict name -> run, got {type(runs).__name__}")
+        raise TypeError(
+            f"loss() needs a run, a list of runs or a dict name -> run, got {type(runs).__name__}"
+        )
     if not named:
         raise ValueError("loss() got no runs to draw")
     return named
 
 
 def _stem(run: object) -> str:
-    if isinstance(run, Run):
+    if isinstance(run, (Run, RunView)):
         return run.path.stem
     if isinstance(run, (str, os.PathLike)):
         return os.path.splitext(os.path.basename(os.fspath(run)))[0]
@@ -80,13 +82,17 @@ def loss(
     ax = new_axes(ax)
     curves = {}
     with contextlib.ExitStack() as stack:
-        readers = {label: stack.enter_context(opened(run)) for label, run in named.items()}
-        for label, reader in readers.items():
-            curves[label] = reader.scalars(name)
-        known = sorted({n for reader in readers.values() for n in reader.scalar_names()})
+        views = {label: stack.enter_context(opened(run)) for label, run in named.items()}
+        for label, view in views.items():
+            curves[label] = view.run.scalars(name)
+        known = sorted({n for view in views.values() for n in view.run.scalar_names()})
     headline = "Training loss" if name == "loss" else name
     if all(steps.size == 0 for steps, _ in curves.values()):
-        return show_message(ax, f"no {name!r} scalar recorded (call mon.log({name}=...)); recorded: {known}", headline)
+        return show_message(
+            ax,
+            f"no {name!r} scalar recorded (call mon.log({name}=...)); recorded: {known}",
+            headline,
+        )
     diverged = []
     for index, (label, (steps, values)) in enumerate(curves.items()):
         color = PALETTE[index % len(PALETTE)]
@@ -110,7 +116,11 @@ def loss(
     ax.set_ylabel(name)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    set_title(ax, headline if len(curves) == 1 else f"{headline}: compared runs", _loss_hint(curves, diverged))
+    set_title(
+        ax,
+        headline if len(curves) == 1 else f"{headline}: compared runs",
+        _loss_hint(curves, diverged),
+    )
     return ax
 
 
@@ -160,32 +170,44 @@ def linear_theory(
         The axes; its first line is the theory, its second the measurements.
     """
     ax = new_axes(ax)
-    with opened(run) as reader:
-        config = reader.meta.get("config") or {}
+    with opened(run) as view:
+        config = view.run.meta.get("config") or {}
         given = {"w": w, "b": b, "x": x}
         values = {key: config.get(key) if value is None else value for key, value in given.items()}
         missing = [key for key, value in values.items() if value is None]
         if missing:
-            raise ValueError(f"linear_theory needs {', '.join(missing)}: pass them as options or record them "
-                             "with Monitor(config={'w': ..., 'b': ..., 'x': ...})")
+            raise ValueError(
+                f"linear_theory needs {', '.join(missing)}: pass them as options or record them "
+                "with Monitor(config={'w': ..., 'b': ..., 'x': ...})"
+            )
         scale = config.get("output_grad", 1.0) if output_grad is None else output_grad
-        params = reader.names("parameters")
-        layers = []
-        while f"layer_{len(layers) + 1}.weight" in params:
-            layers.append(f"layer_{len(layers) + 1}.weight")
-        if not layers or not has_stat(reader, "grad_norm"):
-            raise ValueError(f"{reader.path.name} was not recorded on graddoctor.theory.build_linear_chain "
-                             "(no layer_1.weight gradients)")
-        recorded = reader.steps("grad_norm")
+        layers = _chain_weights(view)
+        if not layers or not view.has_stat("grad_norm"):
+            raise ValueError(
+                f"{view.path.name} was not recorded on graddoctor.theory.build_linear_chain "
+                "(no layer_1.weight gradients)"
+            )
+        recorded = view.run.steps("grad_norm")
         (chosen,) = choose_steps(recorded, [int(recorded[0]) if step is None else step])
-        _, names, vector = reader.at("grad_norm", chosen)
+        _, names, vector = view.run.at("grad_norm", chosen)
     measured = vector[[names.index(p) for p in layers]]
     n = len(layers)
-    theory = np.abs(float(scale) * linear_chain_weight_gradients(values["x"], values["w"], values["b"], n))
+    theory = np.abs(
+        float(scale) * linear_chain_weight_gradients(values["x"], values["w"], values["b"], n)
+    )
     depth = np.arange(1, n + 1)
     ax.plot(depth, theory, color=PALETTE[0], linewidth=1.5, label=r"theory $|a_{i-1}\, w^{n-i}|$")
-    ax.plot(depth, measured, linestyle="none", marker="o", markersize=6, markerfacecolor="none",
-            markeredgewidth=1.5, color=PALETTE[1], label=f"measured (step {chosen})")
+    ax.plot(
+        depth,
+        measured,
+        linestyle="none",
+        marker="o",
+        markersize=6,
+        markerfacecolor="none",
+        markeredgewidth=1.5,
+        color=PALETTE[1],
+        label=f"measured (step {chosen})",
+    )
     bad = np.nonzero(~np.isfinite(measured))[0]
     mark_nonfinite_steps(ax, depth[bad], "non-finite measured gradient")
     positive = np.concatenate([theory, measured])
@@ -196,7 +218,35 @@ def linear_theory(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     w_, b_, x_ = values["w"], values["b"], values["x"]
-    trend = "vanish toward the input" if abs(w_) < 1 else "explode toward the input" if abs(w_) > 1 else "stay flat"
-    set_title(ax, f"Deep linear chain (n={n}, w={w_:g}, b={b_:g}, x={x_:g}): measured vs theory",
-              f"markers on the line = the closed form holds; gradients {trend} as |w|^(n-i)")
+    trend = (
+        "vanish toward the input"
+        if abs(w_) < 1
+        else "explode toward the input"
+        if abs(w_) > 1
+        else "stay flat"
+    )
+    set_title(
+        ax,
+        f"Deep linear chain (n={n}, w={w_:g}, b={b_:g}, x={x_:g}): measured vs theory",
+        f"markers on the line = the closed form holds; gradients {trend} as |w|^(n-i)",
+    )
     return ax
+
+
+def _chain_weights(view: RunView) -> list[str]:
+    """``layer_1.weight``, ``layer_2.weight``... of a run recorded on the linear chain."""
+    params = set(view.run.names("parameters"))
+    layers: list[str] = []
+    while f"layer_{len(layers) + 1}.weight" in params:
+        layers.append(f"layer_{len(layers) + 1}.weight")
+    return layers
+
+
+def has_linear_theory(view: RunView) -> bool:
+    """Whether the run was recorded on the linear chain with its ``w``, ``b`` and ``x`` in the config."""
+    config = view.run.meta.get("config") or {}
+    return (
+        all(key in config for key in ("w", "b", "x"))
+        and bool(_chain_weights(view))
+        and view.has_stat("grad_norm")
+    )

@@ -1,4 +1,4 @@
-"""Gradient figures: the gradient-flow heatmap, gradient vs depth, and gradient over time."""
+"""Gradient figures: the gradient-flow heatmap and the gradient against depth."""
 
 from __future__ import annotations
 
@@ -17,12 +17,8 @@ from ._figures_common import (
     RunLike,
     choose_steps,
     colormaps,
-    execution_ordered,
     fold_change,
-    has_stat,
     layer_label,
-    module_gradient_norms,
-    module_types,
     new_axes,
     opened,
     sequential_colors,
@@ -38,10 +34,18 @@ def _cell_edges(steps: np.ndarray) -> np.ndarray:
     if centers.size == 1:
         return np.array([centers[0] - 0.5, centers[0] + 0.5])
     middle = (centers[1:] + centers[:-1]) / 2
-    return np.concatenate(([centers[0] - (middle[0] - centers[0])], middle, [centers[-1] + (centers[-1] - middle[-1])]))
+    return np.concatenate(
+        (
+            [centers[0] - (middle[0] - centers[0])],
+            middle,
+            [centers[-1] + (centers[-1] - middle[-1])],
+        )
+    )
 
 
-def gradient_flow(run: RunLike, ax: Axes | None = None, *, colorbar: bool = True, max_labels: int = 40) -> Axes:
+def gradient_flow(
+    run: RunLike, ax: Axes | None = None, *, colorbar: bool = True, max_labels: int = 40
+) -> Axes:
     r"""Heatmap of :math:`\log_{10}` gradient norm, one row per layer, one column per recorded step.
 
     A layer's norm combines its parameters' norms in quadrature,
@@ -60,11 +64,11 @@ def gradient_flow(run: RunLike, ax: Axes | None = None, *, colorbar: bool = True
     """
     ax = new_axes(ax, (8.0, 4.8))
     headline = "Gradient flow: gradient norm of each layer over training"
-    with opened(run) as reader:
-        if not has_stat(reader, "grad_norm"):
+    with opened(run) as view:
+        if not view.has_stat("grad_norm"):
             return show_message(ax, "no parameter gradients were recorded in this run", headline)
-        steps, modules, norms, nonfinite = module_gradient_norms(reader)
-        types = module_types(reader)
+        steps, modules, norms, nonfinite = view.module_gradient_norms()
+        types = view.types
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log10(norms).T  # [M, S]
     image = np.ma.masked_invalid(logs)
@@ -74,26 +78,68 @@ def gradient_flow(run: RunLike, ax: Axes | None = None, *, colorbar: bool = True
         low, high = low - 0.5, high + 0.5
     cmap = colormaps[SEQUENTIAL].with_extremes(bad=NOT_RECORDED_COLOR)
     rows = np.arange(len(modules) + 1, dtype=float)
-    mesh = ax.pcolormesh(_cell_edges(steps), rows, image, cmap=cmap, vmin=low, vmax=high, rasterized=True)
+    mesh = ax.pcolormesh(
+        _cell_edges(steps), rows, image, cmap=cmap, vmin=low, vmax=high, rasterized=True
+    )
     handles: list = []
     bad_rows, bad_cols = np.nonzero(nonfinite.T)
     if bad_rows.size:
-        ax.scatter(steps[bad_cols], bad_rows + 0.5, marker="x", s=30, linewidths=1.8, color=NONFINITE_COLOR,
-                   label=NONFINITE_LABEL, zorder=3)
-        handles.append(Line2D([], [], color=NONFINITE_COLOR, marker="x", linestyle="none", label=NONFINITE_LABEL))
+        ax.scatter(
+            steps[bad_cols],
+            bad_rows + 0.5,
+            marker="x",
+            s=30,
+            linewidths=1.8,
+            color=NONFINITE_COLOR,
+            label=NONFINITE_LABEL,
+            zorder=3,
+        )
+        handles.append(
+            Line2D(
+                [], [], color=NONFINITE_COLOR, marker="x", linestyle="none", label=NONFINITE_LABEL
+            )
+        )
     zero_rows, zero_cols = np.nonzero(norms.T == 0)
     if zero_rows.size:
-        ax.scatter(steps[zero_cols], zero_rows + 0.5, marker="o", s=18, facecolors="none", edgecolors="black",
-                   label="zero gradient", zorder=3)
-        handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="none", linestyle="none",
-                              label="zero gradient"))
+        ax.scatter(
+            steps[zero_cols],
+            zero_rows + 0.5,
+            marker="o",
+            s=18,
+            facecolors="none",
+            edgecolors="black",
+            label="zero gradient",
+            zorder=3,
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="black",
+                marker="o",
+                markerfacecolor="none",
+                linestyle="none",
+                label="zero gradient",
+            )
+        )
     if np.any(np.isnan(norms) & ~nonfinite):
         handles.append(Patch(facecolor=NOT_RECORDED_COLOR, label="no gradient recorded"))
     if handles:
-        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=3, frameon=False)
+        ax.legend(
+            handles=handles,
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.14),
+            ncol=3,
+            frameon=False,
+        )
     ax.set_ylim(len(modules), 0)  # input (first executed) at the top
     every = max(1, int(np.ceil(len(modules) / max(max_labels, 1))))
-    ax.set_yticks(np.arange(0, len(modules), every) + 0.5, [layer_label(m, types) for m in modules[::every]], fontsize=7)
+    ax.set_yticks(
+        np.arange(0, len(modules), every) + 0.5,
+        [layer_label(m, types) for m in modules[::every]],
+        fontsize=7,
+    )
     ax.set_ylabel("layer (execution order, input at top)")
     step_axis(ax)
     if colorbar:
@@ -114,7 +160,9 @@ def _flow_hint(steps: np.ndarray, norms: np.ndarray, nonfinite: np.ndarray) -> s
     return f"dark = small gradient; at step {int(steps[last])} the input-side layer gets {ratio} the output side's"
 
 
-def grad_vs_depth(run: RunLike, ax: Axes | None = None, *, steps: Sequence[int] | int | None = None) -> Axes:
+def grad_vs_depth(
+    run: RunLike, ax: Axes | None = None, *, steps: Sequence[int] | int | None = None
+) -> Axes:
     r"""Back-propagated gradient norm :math:`\|\partial L / \partial a_l\|` against depth, at chosen steps.
 
     The picture of Glorot & Bengio (2010): with saturating units and a naive
@@ -132,22 +180,22 @@ def grad_vs_depth(run: RunLike, ax: Axes | None = None, *, steps: Sequence[int] 
     """
     ax = new_axes(ax)
     headline = "Gradient norm vs depth (Glorot & Bengio 2010)"
-    with opened(run) as reader:
-        if has_stat(reader, "out_grad_norm"):
-            recorded, names, values = reader.series("out_grad_norm")
-            _, _, ran = reader.series("act_nonfinite")
+    with opened(run) as view:
+        if view.has_stat("out_grad_norm"):
+            recorded, names, values = view.series("out_grad_norm")
+            _, _, ran = view.series("act_nonfinite")
             keep = ~np.all(np.isnan(values) & np.isnan(ran), axis=0)
-            order = execution_ordered(reader, [n for n, k in zip(names, keep, strict=True) if k])
+            order = view.ordered([n for n, k in zip(names, keep, strict=True) if k])
             index = [names.index(n) for n in order]
             values = values[:, index]
             nonfinite = ~np.isfinite(values) & ~np.isnan(ran[:, index])
             ylabel = r"back-propagated gradient norm $\|\partial L/\partial a\|$"
-        elif has_stat(reader, "grad_norm"):
-            recorded, order, values, nonfinite = module_gradient_norms(reader)
+        elif view.has_stat("grad_norm"):
+            recorded, order, values, nonfinite = view.module_gradient_norms()
             ylabel = "parameter gradient norm per layer\n(out_grad_norm not recorded)"
         else:
             return show_message(ax, "no gradients were recorded in this run", headline)
-        types = module_types(reader)
+        types = view.types
     chosen = choose_steps(recorded, steps)
     depth = np.arange(len(order))
     hint = ""
@@ -156,15 +204,26 @@ def grad_vs_depth(run: RunLike, ax: Axes | None = None, *, steps: Sequence[int] 
         ax.plot(depth, values[row], marker="o", markersize=4, color=color, label=f"step {step}")
         bad = np.nonzero(nonfinite[row])[0]
         if bad.size:
-            ax.plot(depth[bad], np.full(bad.size, 0.97), transform=ax.get_xaxis_transform(), linestyle="none",
-                    marker="x", markersize=8, markeredgewidth=2, color=NONFINITE_COLOR,
-                    label=f"{NONFINITE_LABEL}, step {step}", clip_on=False)
+            ax.plot(
+                depth[bad],
+                np.full(bad.size, 0.97),
+                transform=ax.get_xaxis_transform(),
+                linestyle="none",
+                marker="x",
+                markersize=8,
+                markeredgewidth=2,
+                color=NONFINITE_COLOR,
+                label=f"{NONFINITE_LABEL}, step {step}",
+                clip_on=False,
+            )
         hint = _depth_hint(step, values[row]) or hint
     ax.set_yscale("log")
     ax.set_xlabel("depth: module position in execution order (0 = input side)")
     ax.set_ylabel(ylabel)
     if len(order) <= 30:
-        ax.set_xticks(depth, [layer_label(n, types) for n in order], rotation=45, ha="right", fontsize=7)
+        ax.set_xticks(
+            depth, [layer_label(n, types) for n in order], rotation=45, ha="right", fontsize=7
+        )
     ax.legend(fontsize=7, loc="best")
     ax.grid(True, which="major", alpha=0.3)
     set_title(ax, headline, hint)
@@ -183,67 +242,3 @@ def _depth_hint(step: int, row: np.ndarray) -> str:
     else:
         trend = "stays within 10x across depth"
     return f"at step {step} the gradient {trend}: input side = {ratio:.2g}x output side"
-
-
-def time_gradients(
-    run: RunLike, ax: Axes | None = None, *, steps: Sequence[int] | int | None = None, module: str | None = None
-) -> Axes:
-    r"""Norm of :math:`\partial L / \partial x_t` for each input time step t of a recurrent module.
-
-    Its decay from the last time step back to the first is the vanishing gradient over
-    time (Pascanu, Mikolov & Bengio 2013): early inputs barely move the loss.
-
-    Args:
-        run: a run or its path.
-        ax: axes to draw on (default: a new figure).
-        steps: training steps to draw (default: the first, middle and last recorded).
-        module: the recurrent module (default: the first one executed).
-
-    Returns:
-        The axes; a message on them when the run has no recurrent module.
-    """
-    ax = new_axes(ax)
-    headline = "Gradient over time"
-    with opened(run) as reader:
-        recurrent = {s.split(":", 1)[1]: s for s in reader.stat_names() if s.startswith("time_grad_norm:")}
-        recurrent = {m: s for m, s in recurrent.items() if reader.steps(s).size}
-        if not recurrent:
-            return show_message(
-                ax, "no recurrent module in this run:\ntime gradients are recorded for nn.RNN / LSTM / GRU\n"
-                "(and modules with a weight_hh) on activation steps", headline,
-            )
-        if module is None:
-            module = execution_ordered(reader, list(recurrent))[0]
-        elif module not in recurrent:
-            raise ValueError(f"module={module!r} has no time gradients; recurrent modules: {sorted(recurrent)}")
-        recorded, names, values = reader.series(recurrent[module])
-    times = np.array([int(n) for n in names])
-    chosen = choose_steps(recorded, steps)
-    hint = ""
-    for step, color in zip(chosen, sequential_colors(len(chosen)), strict=True):
-        row = values[int(np.nonzero(recorded == step)[0][0])]
-        length = _sequence_length(row)
-        ax.plot(times[:length], row[:length], marker="o", markersize=3, color=color, label=f"step {step}")
-        bad = np.nonzero(~np.isfinite(row[:length]))[0]
-        if bad.size:
-            ax.plot(times[bad], np.full(bad.size, 0.97), transform=ax.get_xaxis_transform(), linestyle="none",
-                    marker="x", markersize=8, markeredgewidth=2, color=NONFINITE_COLOR,
-                    label=f"{NONFINITE_LABEL}, step {step}", clip_on=False)
-        if length >= 2 and np.isfinite(row[0]) and np.isfinite(row[length - 1]) and row[length - 1] > 0:
-            hint = f"at step {step}, t=0 gets {row[0] / row[length - 1]:.2g}x the gradient of t={length - 1}"
-    ax.set_yscale("log")
-    ax.set_xlabel("input time step t (0 = earliest)")
-    ax.set_ylabel(r"$\|\partial L / \partial x_t\|$")
-    ax.legend(fontsize=7, loc="best")
-    ax.grid(True, which="major", alpha=0.3)
-    set_title(ax, f"{headline} of {module!r}: falling toward t=0 means long-range memory is lost", hint)
-    return ax
-
-
-def _sequence_length(row: np.ndarray) -> int:
-    """Time steps actually recorded in a padded row (shorter sequences end in NaN padding).
-
-    A recorded row that is NaN throughout is a non-finite gradient, kept at full length.
-    """
-    present = np.nonzero(~np.isnan(row))[0]
-    return int(present[-1]) + 1 if present.size else row.size

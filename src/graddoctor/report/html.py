@@ -16,19 +16,8 @@ from typing import Any
 
 from ..diagnosis import Diagnosis, diagnose
 from ..store import open_run
+from ..views import RunView, load_view
 from .figures import FIGURES, figure_to_data_uri
-
-RUN_FIGURES = ("loss", "gradient_flow", "grad_vs_depth", "weights", "activations", "saturation", "time_gradients")
-CAPTIONS = {
-    "loss": "Training loss; a cross marks the first non-finite value.",
-    "gradient_flow": "Gradient norm per layer (rows, input at the top) and step (columns), log colour scale.",
-    "grad_vs_depth": "Back-propagated gradient norm against depth (Glorot & Bengio 2010, fig. 7).",
-    "weights": "Weight norm and update ratio per layer; ~1e-3 is the usual healthy update ratio.",
-    "activations": "Activation mean ± std per layer over training (Glorot & Bengio 2010, fig. 2).",
-    "saturation": "Fraction of saturated (bounded activations) and dead (ReLU) units over training.",
-    "time_gradients": "Gradient reaching each time step's input of a recurrent layer (seed 001, eq. 12).",
-    "linear_theory": "Measured per-layer weight gradients against seed 003's closed form.",
-}
 
 CSS = """
 :root { --ink:#1d2430; --muted:#5b6577; --line:#e3e7ee; --bg:#f6f8fb; --card:#fff;
@@ -86,8 +75,8 @@ def _num(value: Any) -> str:
 
 def page(title: str, subtitle: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><main>{body}</main></body></html>\n"
     )
@@ -96,26 +85,32 @@ def page(title: str, subtitle: str, body: str) -> str:
 def findings_section(diagnosis: Diagnosis | dict, heading: str = "Diagnosis") -> str:
     data = diagnosis.to_dict() if isinstance(diagnosis, Diagnosis) else diagnosis
     healthy = data["healthy"]
-    parts = [f"<section><h2>{esc(heading)}</h2>",
-             f"<div class=\"verdict {'ok' if healthy else 'bad'}\">{esc(data['summary'])}</div>"]
+    parts = [
+        f"<section><h2>{esc(heading)}</h2>",
+        f'<div class="verdict {"ok" if healthy else "bad"}">{esc(data["summary"])}</div>',
+    ]
     for f in data["findings"]:
         remedies = "".join(f"<code>{esc(r)}</code>" for r in f["remedies"])
         source = ""
         if f.get("source"):
             s = f["source"]
-            source = (f"<p><b>Source:</b> <code>{esc(s.get('module') or '(model)')}</code>, "
-                      f"{esc(s.get('direction'))} pass, step {esc(s.get('step'))}</p>")
+            source = (
+                f"<p><b>Source:</b> <code>{esc(s.get('module') or '(model)')}</code>, "
+                f"{esc(s.get('direction'))} pass, step {esc(s.get('step'))}</p>"
+            )
         evidence = "".join(
             f"<tr><td>{esc(k)}</td><td>{esc(json.dumps(v) if isinstance(v, (dict, list)) else _num(v))}</td></tr>"
-            for k, v in f["evidence"].items())
+            for k, v in f["evidence"].items()
+        )
         layers = ", ".join(f"<code>{esc(n)}</code>" for n in f["layers"][:6])
         parts.append(
-            f"<div class=\"finding {esc(f['severity'])}\"><span class=\"kind\">{esc(f['kind'])}</span>"
-            f"<span class=\"sev\">{esc(f['severity'])}</span>"
+            f'<div class="finding {esc(f["severity"])}"><span class="kind">{esc(f["kind"])}</span>'
+            f'<span class="sev">{esc(f["severity"])}</span>'
             f"<p>{esc(f['message'])}</p>{source}"
             f"<p>Layers: {layers or '–'} · first step {_num(f['first_step'])}</p>"
-            f"<p class=\"remedies\"><b>Try:</b> {remedies or '–'}</p>"
-            f"<details><summary>evidence</summary><table>{evidence}</table></details></div>")
+            f'<p class="remedies"><b>Try:</b> {remedies or "–"}</p>'
+            f"<details><summary>evidence</summary><table>{evidence}</table></details></div>"
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -127,79 +122,98 @@ def figure_html(kind: str, target: Any, **options: Any) -> str:
     except (ValueError, KeyError, TypeError):
         return ""
     uri = figure_to_data_uri(axes)
-    return (f"<figure><img alt=\"{esc(kind)}\" src=\"{uri}\">"
-            f"<figcaption>{esc(CAPTIONS.get(kind, kind))}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{esc(kind)}" src="{uri}">'
+        f"<figcaption>{esc(FIGURES[kind].caption)}</figcaption></figure>"
+    )
 
 
-def figures_section(run_path: str | os.PathLike, kinds: Sequence[str] = RUN_FIGURES, heading: str = "Figures") -> str:
-    items = []
-    for kind in kinds:
-        if kind == "time_gradients":
-            with open_run(run_path) as run:
-                if not any(s.startswith("time_grad_norm:") for s in run.stat_names()):
-                    continue
-        items.append(figure_html(kind, run_path))
-    return f"<section><h2>{esc(heading)}</h2><div class=\"figures\">{''.join(items)}</div></section>"
+def figures_section(view: RunView, heading: str = "Figures") -> str:
+    """Every figure of :data:`~graddoctor.report.figures.FIGURES` whose ``needs`` the run meets."""
+    items = [figure_html(kind, view) for kind, figure in FIGURES.items() if figure.needs(view)]
+    return f'<section><h2>{esc(heading)}</h2><div class="figures">{"".join(items)}</div></section>'
 
 
-def metadata_section(run_path: str | os.PathLike) -> str:
-    with open_run(run_path) as run:
-        meta = run.meta
-        model = meta.get("model", {})
-        rows = {
-            "run file": str(run_path),
-            "model": f"{model.get('type')} ({model.get('param_count', 0):,} parameters, "
-                     f"{model.get('trainable_count', 0):,} trainable)",
-            "optimizer": meta.get("optimizer"),
-            "steps recorded": int(run.steps()[-1]) + 1 if run.steps().size else 0,
-            "graddoctor / torch": f"{meta.get('graddoctor_version')} / {meta.get('torch_version')}",
-            "started": meta.get("start_time"),
-            "config": json.dumps(meta.get("config", {})),
-        }
+def metadata_section(view: RunView) -> str:
+    meta = view.run.meta
+    model = meta.get("model", {})
+    steps = view.run.steps()
+    rows = {
+        "run file": str(view.path),
+        "model": f"{model.get('type')} ({model.get('param_count', 0):,} parameters, "
+        f"{model.get('trainable_count', 0):,} trainable)",
+        "optimizer": meta.get("optimizer"),
+        "steps recorded": int(steps[-1]) + 1 if steps.size else 0,
+        "graddoctor / torch": f"{meta.get('graddoctor_version')} / {meta.get('torch_version')}",
+        "started": meta.get("start_time"),
+        "config": json.dumps(meta.get("config", {})),
+    }
     body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows.items())
-    return f"<section><h2>Run</h2><table class=\"meta\">{body}</table></section>"
+    return f'<section><h2>Run</h2><table class="meta">{body}</table></section>'
 
 
 def comparison_section(comparison: Any) -> str:
     data = comparison.to_dict() if hasattr(comparison, "to_dict") else comparison
     by_name = {t["name"]: t for t in data["trials"]}
-    head = ("<tr><th>rank</th><th>trial</th><th>final loss</th><th>best loss</th>"
-            f"<th>steps to {_num(data['target_loss'])}</th><th>diverged</th><th>diagnosis</th><th>time s</th></tr>")
+    head = (
+        "<tr><th>rank</th><th>trial</th><th>final loss</th><th>best loss</th>"
+        f"<th>steps to {_num(data['target_loss'])}</th><th>diverged</th><th>diagnosis</th><th>time s</th></tr>"
+    )
     rows = []
     for rank, name in enumerate(data["ranking"], 1):
         t = by_name[name]
         cls = "best" if rank == 1 else ("diverged" if t["diverged"] else "")
         if t.get("error"):
-            rows.append(f"<tr><td class=\"num\">{rank}</td><td>{esc(name)}</td><td colspan=\"6\">{esc(t['error'])}</td></tr>")
+            rows.append(
+                f'<tr><td class="num">{rank}</td><td>{esc(name)}</td><td colspan="6">{esc(t["error"])}</td></tr>'
+            )
             continue
         spread = f" ± {_num(t['final_loss_spread'])}" if len(data["seeds"]) > 1 else ""
         diagnosis = "healthy" if t["healthy"] else ", ".join(t["findings"])
         rows.append(
-            f"<tr class=\"{cls}\"><td class=\"num\">{rank}</td><td>{esc(name)}</td>"
-            f"<td class=\"num\">{_num(t['final_loss'])}{esc(spread)}</td><td class=\"num\">{_num(t['best_loss'])}</td>"
-            f"<td class=\"num\">{_num(t['steps_to_target'])}</td>"
+            f'<tr class="{cls}"><td class="num">{rank}</td><td>{esc(name)}</td>'
+            f'<td class="num">{_num(t["final_loss"])}{esc(spread)}</td><td class="num">{_num(t["best_loss"])}</td>'
+            f'<td class="num">{_num(t["steps_to_target"])}</td>'
             f"<td>{'at step ' + esc(t['diverged_at']) if t['diverged'] else 'no'}</td>"
-            f"<td>{esc(diagnosis)}</td><td class=\"num\">{_num(t['wall_time'])}</td></tr>")
-    runs = {name: by_name[name]["run_paths"][0] for name in data["ranking"] if by_name[name]["run_paths"]}
+            f'<td>{esc(diagnosis)}</td><td class="num">{_num(t["wall_time"])}</td></tr>'
+        )
+    runs = {
+        name: by_name[name]["run_paths"][0]
+        for name in data["ranking"]
+        if by_name[name]["run_paths"]
+    }
     loss_figure = figure_html("loss", runs) if runs else ""
     flows = "".join(
-        f"<figure><img alt=\"gradient flow of {esc(n)}\" src=\"{_flow_uri(p)}\"><figcaption>{esc(n)}: gradient flow"
-        f"</figcaption></figure>" for n, p in list(runs.items())[:6])
-    return (f"<section><h2>Remedies compared on {esc(data['problem'])}</h2>"
-            f"<p>{data['steps']} steps, seed(s) {esc(', '.join(map(str, data['seeds'])))}; "
-            "same initial weights and batch order for every trial.</p>"
-            f"<table>{head}{''.join(rows)}</table><div class=\"figures\">{loss_figure}</div>"
-            f"<h3>Gradient flow per trial</h3><div class=\"figures\">{flows}</div></section>")
+        f'<figure><img alt="gradient flow of {esc(n)}" src="{_flow_uri(p)}"><figcaption>{esc(n)}: gradient flow'
+        f"</figcaption></figure>"
+        for n, p in list(runs.items())[:6]
+    )
+    return (
+        f"<section><h2>Remedies compared on {esc(data['problem'])}</h2>"
+        f"<p>{data['steps']} steps, seed(s) {esc(', '.join(map(str, data['seeds'])))}; "
+        "same initial weights and batch order for every trial.</p>"
+        f'<table>{head}{"".join(rows)}</table><div class="figures">{loss_figure}</div>'
+        f'<h3>Gradient flow per trial</h3><div class="figures">{flows}</div></section>'
+    )
 
 
 def _flow_uri(run_path: str) -> str:
     return figure_to_data_uri(FIGURES["gradient_flow"](run_path))
 
 
-def run_report(run_path: str | os.PathLike, out: str | os.PathLike, *, title: str | None = None,
-               diagnosis: Diagnosis | None = None, comparison: Any = None, intro: str = "",
-               extra_figures: Sequence[tuple[str, dict]] = ()) -> Path:
+def run_report(
+    run_path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    title: str | None = None,
+    diagnosis: Diagnosis | None = None,
+    comparison: Any = None,
+    intro: str = "",
+    extra_figures: Sequence[tuple[str, dict]] = (),
+) -> Path:
     """Write the report of one run (and optionally a comparison) to ``out``.
+
+    The run file is opened once; its diagnosis and figures read the same view.
 
     Args:
         run_path: the recorded run.
@@ -211,22 +225,23 @@ def run_report(run_path: str | os.PathLike, out: str | os.PathLike, *, title: st
         extra_figures: ``(kind, options)`` pairs drawn in addition, on this run or on
             ``options["run"]`` when given.
     """
-    diagnosis = diagnosis if diagnosis is not None else diagnose(run_path)
     sections = []
     if intro:
         sections.append(f"<section><p>{esc(intro)}</p></section>")
-    sections.append(findings_section(diagnosis))
-    if comparison is not None:
-        sections.append(comparison_section(comparison))
-    sections.append(figures_section(run_path))
-    if extra_figures:
-        items = []
-        for kind, options in extra_figures:
-            options = dict(options)
-            items.append(figure_html(kind, options.pop("run", run_path), **options))
-        items = "".join(items)
-        sections.append(f"<section><h2>Theory</h2><div class=\"figures\">{items}</div></section>")
-    sections.append(metadata_section(run_path))
+    with open_run(run_path) as run:
+        view = load_view(run)
+        sections.append(findings_section(diagnosis if diagnosis is not None else diagnose(view)))
+        if comparison is not None:
+            sections.append(comparison_section(comparison))
+        sections.append(figures_section(view))
+        if extra_figures:
+            items = []
+            for kind, options in extra_figures:
+                options = dict(options)
+                items.append(figure_html(kind, options.pop("run", view), **options))
+            items = "".join(items)
+            sections.append(f'<section><h2>Theory</h2><div class="figures">{items}</div></section>')
+        sections.append(metadata_section(view))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     name = title or Path(run_path).name
@@ -240,17 +255,27 @@ def comparison_report(comparison_json: str | os.PathLike, out: str | os.PathLike
     baseline = next(t for t in data["trials"] if t["name"] == "baseline")
     if not baseline["run_paths"]:
         raise ValueError(f"{comparison_json}: the baseline has no run file")
-    return run_report(baseline["run_paths"][0], out, title=f"{data['problem']}: remedies compared", comparison=data)
+    return run_report(
+        baseline["run_paths"][0],
+        out,
+        title=f"{data['problem']}: remedies compared",
+        comparison=data,
+    )
 
 
-def index_page(entries: Sequence[dict], out: str | os.PathLike, title: str = "graddoctor demo") -> Path:
+def index_page(
+    entries: Sequence[dict], out: str | os.PathLike, title: str = "graddoctor demo"
+) -> Path:
     """A page linking scenario pages: entries of {"href", "title", "claim", "healthy", "summary"}."""
     links = "".join(
-        f"<a href=\"{esc(e['href'])}\"><span class=\"tag {'ok' if e.get('healthy') else 'bad'}\">"
+        f'<a href="{esc(e["href"])}"><span class="tag {"ok" if e.get("healthy") else "bad"}">'
         f"{esc(e.get('summary', ''))}</span><b>{esc(e['title'])}</b><br><small>{esc(e.get('claim', ''))}</small></a>"
-        for e in entries)
+        for e in entries
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     body = f"<section><h2>Scenarios</h2><nav>{links}</nav></section>"
-    out.write_text(page(title, "built-in reproducible problems, diagnosed and treated", body), encoding="utf-8")
+    out.write_text(
+        page(title, "built-in reproducible problems, diagnosed and treated", body), encoding="utf-8"
+    )
     return out

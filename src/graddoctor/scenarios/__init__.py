@@ -27,7 +27,7 @@ from graddoctor.scenarios import (
     sigmoid_saturation,
     xavier_vs_he,
 )
-from graddoctor.scenarios._base import FINDING_KINDS, REMEDY_IDS, Scenario, check_seed
+from graddoctor.scenarios._base import Scenario, check_seed
 from graddoctor.scenarios.deep_linear import deep_linear_measurements
 from graddoctor.scenarios.rnn_long_range import time_step_gradient_norms
 from graddoctor.scenarios.selu import layer_statistics
@@ -63,8 +63,6 @@ def get_scenario(name: str, seed: int = 0) -> Scenario:
 
 
 __all__ = [
-    "FINDING_KINDS",
-    "REMEDY_IDS",
     "Scenario",
     "available",
     "deep_linear_measurements",

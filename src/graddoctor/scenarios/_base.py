@@ -20,41 +20,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from graddoctor.diagnosis.findings import KINDS
 from graddoctor.problem import Problem
-
-FINDING_KINDS = (
-    "nonfinite",
-    "exploding_gradients",
-    "vanishing_gradients",
-    "exploding_activations",
-    "vanishing_activations",
-    "saturated_activations",
-    "dead_units",
-)
-
-REMEDY_IDS = (
-    "init_he",
-    "init_glorot",
-    "init_lecun",
-    "init_orthogonal",
-    "init_lsuv",
-    "swap_activation",
-    "batchnorm",
-    "clip_value",
-    "clip_norm",
-    "clip_backward",
-    "clip_adaptive",
-    "clip_quantile",
-    "lower_lr",
-    "standardize_target",
-    "tbptt",
-    "recurrent_penalty",
-    "vanishing_regularizer",
-    "leaky_units",
-    "lstm",
-    "gru",
-    "echo_state",
-)
+from graddoctor.remedies import available as remedy_ids
 
 _KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -73,10 +41,12 @@ class Scenario:
         source: the paper or graddoctor seed the claim comes from.
         baseline: the sick configuration.
         variants: the literature's own alternative configurations, by label.
-        remedies: remedy ids (from :data:`REMEDY_IDS`) to compare against the baseline.
+        remedies: remedy ids (from ``graddoctor.remedies.available()``) to compare against
+            the baseline.
         steps: training steps that show the effect.
         expected_findings: for ``"baseline"`` and each variant label, the diagnosis kinds
-            (from :data:`FINDING_KINDS`) a correct doctor names; ``[]`` means healthy.
+            (from ``graddoctor.diagnosis.findings.KINDS``) a correct doctor names; ``[]``
+            means healthy.
         seed: the seed the scenario was built with.
         notes: free-form facts about the scenario (e.g. which variant a remedy targets).
     """
@@ -111,9 +81,10 @@ class Scenario:
                 raise TypeError(
                     f"Scenario variant {label!r} must be a Problem, got {type(problem).__name__}"
                 )
-        unknown = [remedy for remedy in self.remedies if remedy not in REMEDY_IDS]
+        known = remedy_ids()
+        unknown = [remedy for remedy in self.remedies if remedy not in known]
         if unknown:
-            raise ValueError(f"unknown remedy ids {unknown}; choose from {list(REMEDY_IDS)}")
+            raise ValueError(f"unknown remedy ids {unknown}; choose from {known}")
         check_positive_int("Scenario.steps", self.steps)
         labels = {"baseline", *self.variants}
         if set(self.expected_findings) != labels:
@@ -122,10 +93,10 @@ class Scenario:
                 f"got {sorted(self.expected_findings)}"
             )
         for label, kinds in self.expected_findings.items():
-            bad = [kind for kind in kinds if kind not in FINDING_KINDS]
+            bad = [kind for kind in kinds if kind not in KINDS]
             if bad:
                 raise ValueError(
-                    f"unknown finding kinds {bad} for {label!r}; choose from {list(FINDING_KINDS)}"
+                    f"unknown finding kinds {bad} for {label!r}; choose from {list(KINDS)}"
                 )
 
     def problems(self) -> dict[str, Problem]:
