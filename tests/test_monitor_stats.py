@@ -25,7 +25,7 @@ def test_parameter_and_activation_stats_match_reference(family, tmp_path):
     model, x, y, loss_fn = FAMILIES[family]()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    leaves = {n: m for n, m in model.named_modules() if not any(True for _ in m.children())}
+    leaves = reference.monitored_modules(model)
     expected_grads, expected_weights, expected_acts = {}, {}, {}
     path = tmp_path / "run.gdr"
     with Monitor(model, optimizer, path=path, activations_every=2) as mon:

@@ -12,7 +12,8 @@ families of every module, and runs written before they were recorded fall back t
 Families (stable strings):
 
 * ``"weight_layer"``: holds a weight matrix the signal passes through (Linear, Bilinear,
-  convolutions and transposed convolutions, recurrent layers and cells).
+  convolutions and transposed convolutions, recurrent layers and cells, and
+  ``nn.MultiheadAttention``, whose projections run functionally inside it).
 * ``"saturating"``: a bounded (or one-side bounded) activation whose derivative goes to 0
   at the bound: Sigmoid, Tanh, Hardtanh (not its subclass ReLU6), Softsign, Hardsigmoid,
   LogSigmoid.
@@ -49,7 +50,7 @@ FEEDFORWARD_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn
 RECURRENT_TYPES: tuple[type[nn.Module], ...] = (nn.RNNBase, nn.RNNCellBase)
 
 WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, *RECURRENT_TYPES,
+    nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, *RECURRENT_TYPES, nn.MultiheadAttention,
 )  # fmt: skip
 
 SATURATING_TYPES: tuple[type[nn.Module], ...] = (
