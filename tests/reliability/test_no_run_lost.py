@@ -124,3 +124,39 @@ def test_monitor_sigkill_during_a_pause_keeps_every_statistic(tmp_path):
     with open_run(path) as run:
         assert list(run.scalars("loss")[0]) == list(range(20))  # the scalars: committed today
         assert list(run.steps("grad_norm")) == list(range(20))  # the statistics: need the collector
+
+
+def test_a_forked_child_never_writes_nor_waits_on_its_parents_run(tmp_path):
+    import multiprocessing
+    import threading
+
+    import numpy as np
+
+    from graddoctor import RunWriter
+
+    path = tmp_path / "parent.gdr"
+    writer = RunWriter(path, commit_every=1000, commit_seconds=1e9)
+    writer.define_group("g", ["x"])
+    writer.define_stats("g", ["s"])
+    writer.add_stat(0, "s", np.ones(1))
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():  # another thread holds the writer's lock at the moment of the fork
+        with writer.lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait(10)
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=lambda: (writer.add_stat(1, "s", np.ones(1)), writer.close()))
+    child.start()
+    child.join(20)
+    release.set()
+    holder.join()
+    assert child.exitcode == 0  # it neither hung on the copied lock nor raised
+    writer.add_stat(2, "s", np.ones(1))
+    writer.close()
+    with open_run(path) as run:
+        assert list(run.steps("s")) == [0, 2]  # the child's step 1 went nowhere

@@ -174,8 +174,21 @@ def test_graddoctor_run_under_a_file_size_limit_finishes_the_script_and_diagnose
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "examples" / "train_script.py"
-    done = python(RUN_UNDER_LIMIT, 128 * 1024, "run", script, "--json", "-o", tmp_path / "runs", "--",
-                  "--steps", "300", "--print-every", "1000", cwd=tmp_path)
+    done = python(
+        RUN_UNDER_LIMIT,
+        128 * 1024,
+        "run",
+        script,
+        "--json",
+        "-o",
+        tmp_path / "runs",
+        "--",
+        "--steps",
+        "300",
+        "--print-every",
+        "1000",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr  # the script's own exit code
     assert "cannot write the run file" in done.stderr and "Traceback" not in done.stderr
     assert '"schema": "graddoctor.diagnosis/1"' in done.stdout.splitlines()[-1]

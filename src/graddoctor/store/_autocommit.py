@@ -60,6 +60,19 @@ def start_pause_commits(writer: Any, interval: float) -> threading.Event:
     return stop
 
 
+def _forget_in_child() -> None:
+    """A forked child (a DataLoader worker) never writes its parent's runs, nor waits on their locks."""
+    global _registry_lock, _writers
+    _registry_lock = threading.Lock()  # may have been held by another thread at the fork
+    for writer in list(_writers):
+        writer.forget_after_fork()
+    _writers = weakref.WeakSet()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 @atexit.register
 def _close_at_exit() -> None:
     for writer in _open_writers():

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -48,10 +49,12 @@ class ReadConnection:
             try:
                 self.conn = _connect(path, immutable=False)
                 self.conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-            except sqlite3.OperationalError:  # a read-only folder without the -shm a reader needs
+            except sqlite3.OperationalError:
                 if hasattr(self, "conn"):
                     self.conn.close()
-                self.conn = self._connect_copy(path)
+                if os.access(path.parent, os.W_OK):
+                    raise
+                self.conn = self._connect_copy(path)  # a read-only folder without the -shm it needs
             else:
                 self._created = [_sidecar(path, s) for s, there in existed.items() if not there]
         self.conn.set_progress_handler(self._progress, 1000)

@@ -224,6 +224,10 @@ class RunWriter:
         finally:
             self._lock.release()
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: closed, with a fresh lock; the parent's file stays the parent's."""
+        self._lock, self._owner, self.closed = threading.RLock(), None, True
+
     def close(self) -> None:
         """Commit what is buffered, checkpoint the WAL, close the file and drop its lock."""
         self._shut(commit=True)
