@@ -40,15 +40,18 @@ def test_round_trip(tmp_path):
         run.series("nope")
 
 
-def test_reader_sees_commits_while_writer_writes(tmp_path):
+def test_reader_reads_a_snapshot_and_refreshes_while_writer_writes(tmp_path):
     path = tmp_path / "live.gdr"
     w = write_steps(path, 3, commit_every=1)
     run = open_run(path)
     assert len(run.steps("grad_norm")) == 3
     w.add_stat(3, "grad_norm", np.zeros(3))
-    assert len(run.steps("grad_norm")) == 3  # not committed yet
     w.commit()
-    assert len(run.steps("grad_norm")) == 4  # the same reader sees the new batch
+    assert len(run.steps("grad_norm")) == 3  # one snapshot: reads agree with each other
+    assert len(open_run(path).steps("grad_norm")) == 4  # a new reader sees the new batch
+    run.refresh()
+    assert len(run.steps("grad_norm")) == 4  # and so does a refreshed one
+    run.close()
     w.close()
 
 
@@ -78,7 +81,9 @@ WRITER = textwrap.dedent(
 
 def test_sigkill_loses_at_most_the_uncommitted_batch(tmp_path):
     path = tmp_path / "killed.gdr"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
     committed = 0
     deadline = time.monotonic() + 60
     while committed < 40 and time.monotonic() < deadline:
