@@ -1,6 +1,6 @@
 """The labelled problems of the diagnosis suite: each builds a Problem on local data.
 
-The truth of each label is measured inside tests/test_diagnosis_suite.py by a naive
+The truth of each label is measured inside tests/diagnosis/test_diagnosis_suite.py by a naive
 computation written there, independently of the detectors.
 """
 

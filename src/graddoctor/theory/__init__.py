@@ -1,6 +1,6 @@
 r"""Closed forms and spectra that explain vanishing and exploding gradients.
 
-Three pieces of theory, each checked against autograd in ``tests/test_theory.py``:
+Three pieces of theory, each checked against autograd in ``tests/theory/test_theory.py``:
 
 * the deep linear scalar chain :math:`a_i = w a_{i-1} + b`, whose activations and
   gradients scale like :math:`w^i` and :math:`w^{n-i}` (graddoctor seed 003);
