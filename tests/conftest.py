@@ -5,6 +5,21 @@ references live in ``tests/reference.py``, the small models in ``tests/models.py
 labelled diagnosis problems in ``tests/diagnosis_problems.py``. Test modules import them
 relatively (``from .. import reference``) and import the helpers below with
 ``from ..conftest import generator``.
+
+"Seed 000" ... "seed 004" in test names and comments are the project's five source
+documents, each reproduced by some test:
+
+- seed 000: the lecture "Vanishing/Exploding Gradients in Deep Neural Networks" (Glorot and
+  He initialisation, Keras ``VarianceScaling``, value vs norm clipping);
+- seed 001: Jefkine (2018), "Vanishing and exploding gradient problems", a write-up of
+  Pascanu, Mikolov & Bengio (2013) on recurrent networks;
+- seed 002: MachineCurve (2019), "Vanishing and exploding gradients" (initialisers,
+  "experiment!");
+- seed 003: the lecture slides "Vanishing and Exploding Gradients - A Simple Example" (the
+  deep linear scalar chain; "train with 0 learning rate and compare");
+- seed 004: Torres, Amaral, Medeiros & Medeiros, "Vanishing and Exploding Gradients" (slides
+  after Godoy's "Deep Learning with PyTorch Step-by-Step": the exploding regression with
+  unscaled targets, the 5 x 100 ReLU MLP with and without batch norm, clipping hooks).
 """
 
 import pytest

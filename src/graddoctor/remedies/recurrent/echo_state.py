@@ -12,7 +12,7 @@ regression on the collected states:
 
 Source: Jaeger (2001), "The echo state approach to analysing and training recurrent
 neural networks"; Jaeger et al. (2007) for the leaking rate; Lukoševičius & Jaeger (2009);
-Pascanu, Mikolov & Bengio (2013), graddoctor seed 001 ("Echo State Networks").
+Pascanu, Mikolov & Bengio (2013); Jefkine (2018), "Echo State Networks".
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class EchoStateNetwork(nn.Module):
     uniform in ``[-input_scale, input_scale]``. Only ``readout`` (an ``nn.Linear``) holds
     parameters, set by :meth:`fit`. ``leak`` is the leaking *rate* :math:`\lambda` of
     Jaeger et al. (2007): 1 is a plain ESN, smaller is slower (the opposite convention to
-    ``LeakyRNN``'s retained fraction). Source: Jaeger (2001); seed 001.
+    ``LeakyRNN``'s retained fraction). Source: Jaeger (2001); Jefkine (2018).
 
     Args:
         input_size: features per time step.
