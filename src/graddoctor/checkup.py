@@ -76,8 +76,8 @@ def checkup(
         steps: training steps to record (activations and gradients at every step).
         run_path: where to write the run file (default ``runs/checkup-<time>.gdr``).
         seed: the random seed of the copy's training (dropout, shuffles).
-        control: also evaluate the untrained copy on the same batches (seed 003's
-            "train with 0 learning rate and compare").
+        control: also evaluate the untrained copy on the same batches (the lecture's
+            advice: "train with 0 learning rate and compare").
 
     Returns:
         the ``Diagnosis``; ``diagnosis.run_path`` is the recorded run.

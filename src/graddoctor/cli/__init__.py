@@ -256,9 +256,9 @@ def demo(
     out: Path = typer.Option(
         Path("graddoctor-report"), "--out", "-o", help="folder of the HTML report and runs"
     ),
-    epochs: int = typer.Option(2, help="epochs of seed 004's regression run"),
+    epochs: int = typer.Option(2, help="epochs of the exploding regression run"),
 ) -> None:
-    """Seed 004's exploding regression step by step, then every built-in scenario diagnosed,
+    """The exploding regression (unscaled targets) step by step, then every built-in scenario diagnosed,
     treated and reported (graddoctor-report/index.html)."""
     from ..scenarios import available
     from ._demo import regression_walkthrough, scenarios_overview

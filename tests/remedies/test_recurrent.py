@@ -24,24 +24,12 @@ from graddoctor.remedies.recurrent import (
     tbptt,
 )
 
+from ..conftest import generator, randn
+
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matmuls in a time loop: extra intra-op threads only contend on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def generator(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def randn(*shape, seed=0, dtype=F64):
-    return torch.randn(*shape, generator=generator(seed), dtype=dtype)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- naive references

@@ -28,8 +28,8 @@ from graddoctor.probes.statistics import (
     time_stat_name,
 )
 
-from . import reference
-from .models import FAMILIES
+from .. import reference
+from ..models import FAMILIES
 
 
 def test_declaration_is_consistent():

@@ -10,20 +10,12 @@ import torch
 
 from graddoctor.remedies.recurrent import EchoStateNetwork
 
+from ..conftest import generator
+
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matmuls in a time loop: extra intra-op threads only contend on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def generator(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def naive_states(esn, inputs):

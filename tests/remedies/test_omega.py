@@ -11,22 +11,14 @@ from graddoctor.problem import Problem, train_step
 from graddoctor.remedies.recurrent import ElmanRNN, LeakyRNN, SequenceModel, recurrent_penalty
 from graddoctor.remedies.recurrent.omega import omega_step, vanishing_gradient_regularizer
 
+from ..conftest import randn
+
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matmuls in a time loop: extra intra-op threads only contend on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 TIGHT = {"rtol": 1e-10, "atol": 1e-12}
 FUNCTIONS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}
-
-
-def randn(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
 
 # ---------------------------------------------------------------- naive references

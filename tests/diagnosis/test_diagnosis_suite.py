@@ -13,7 +13,7 @@ from torch import nn
 
 import graddoctor as gd
 
-from .diagnosis_problems import PROBLEMS
+from ..diagnosis_problems import PROBLEMS
 
 WEIGHT_TYPES = (nn.Linear, nn.Conv2d)
 

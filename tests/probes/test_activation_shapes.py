@@ -16,7 +16,7 @@ from graddoctor import Monitor, open_run
 from graddoctor._modules import WEIGHT_LAYER, module_families
 from graddoctor.probes.activations import ACTIVATION_STATS, ActivationProbe, select_modules
 
-from . import reference
+from .. import reference
 
 RTOL = 1e-5
 

@@ -80,7 +80,7 @@ def test_report_renders_in_chromium(tmp_path):
     subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,2400",
                     f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 50_000
-    keep = Path(__file__).resolve().parents[1] / "runs" / "report-screenshot.png"
+    keep = Path(__file__).resolve().parents[2] / "runs" / "report-screenshot.png"
     keep.parent.mkdir(exist_ok=True)
     shutil.copy(shot, keep)
     assert run_path.exists()

@@ -17,7 +17,7 @@ from graddoctor.diagnosis.amp import ScalerHistory
 from graddoctor.diagnosis.thresholds import COLLAPSE_HALVINGS, SKIPPED_WINDOW
 from graddoctor.probes.parameters import GRAD_STATS, WEIGHT_STATS
 
-from . import reference
+from .. import reference
 
 RTOL = 1e-5
 

@@ -21,7 +21,7 @@ from graddoctor import Monitor, RunWriter, open_run
 from graddoctor.theory import build_linear_chain
 from graddoctor.views import load_view
 
-from .models import lstm, mlp
+from ..models import lstm, mlp
 
 report = pytest.importorskip("graddoctor.report")
 from matplotlib.axes import Axes  # noqa: E402

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from graddoctor import open_run
 from graddoctor.probes.parameters import GRAD_STATS, WEIGHT_STATS
 
-from . import reference
+from .. import reference
 
 pytestmark = pytest.mark.distributed
 

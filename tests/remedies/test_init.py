@@ -10,6 +10,8 @@ from torch import nn
 
 from graddoctor.remedies import init
 
+from ..conftest import generator
+
 # ---------------------------------------------------------------- references written apart
 
 
@@ -53,10 +55,6 @@ def assert_variance(sample: torch.Tensor, variance: float, distribution: str, n_
     var_se = variance * math.sqrt((kurtosis(distribution) - 1.0) / n)
     assert abs(x.mean().item()) < n_se * mean_se
     assert abs(x.var(correction=0).item() - variance) < n_se * var_se, (x.var().item(), variance)
-
-
-def generator(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------- variance_scaling_

@@ -8,7 +8,7 @@ import torch
 
 from graddoctor import Monitor, open_run
 
-from .models import FAMILIES
+from ..models import FAMILIES
 
 
 def hook_count(model: torch.nn.Module) -> int:

@@ -8,8 +8,8 @@ from graddoctor import Monitor, open_run
 from graddoctor.probes.activations import ACTIVATION_STATS
 from graddoctor.probes.parameters import GRAD_STATS, WEIGHT_STATS
 
-from . import reference
-from .models import FAMILIES
+from .. import reference
+from ..models import FAMILIES
 
 RTOL = 1e-5
 

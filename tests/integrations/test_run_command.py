@@ -28,9 +28,9 @@ from graddoctor import diagnose, open_run
 from graddoctor.cli._run_command import run_script
 from graddoctor.integrations.zero_code import Instrumentation, run_instrumented
 
-from . import reference
+from .. import reference
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "train_script.py"
 RTOL = 1e-5
 

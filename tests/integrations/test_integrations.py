@@ -19,7 +19,7 @@ from torch import nn
 
 from graddoctor import Diagnosis, Monitor, open_run
 
-from . import reference
+from .. import reference
 
 N_SAMPLES, BATCH, ACCUMULATE, LR = 32, 4, 2, 0.1
 CLIP = 0.05  # far below the gradient norms: every step is clipped
