@@ -19,7 +19,7 @@ from torch import nn
 from graddoctor import Monitor, open_run
 from graddoctor.integrations.zero_code import run_instrumented
 
-from . import reference
+from .. import reference
 from .test_run_command import restored, write_script  # noqa: F401  (restored: a fixture)
 
 RTOL = 1e-5

@@ -23,7 +23,7 @@ from graddoctor import Monitor, checkup, open_run
 from graddoctor.integrations.zero_code import run_instrumented
 from graddoctor.probes.nonfinite_replay import locate_nonfinite
 
-from . import reference
+from .. import reference
 from .test_run_command import restored, write_script  # noqa: F401  (restored: a fixture)
 
 pytestmark = pytest.mark.slow
