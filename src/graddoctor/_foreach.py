@@ -17,7 +17,7 @@ import torch
 _HAS_FOREACH_NORM = hasattr(torch, "_foreach_norm")
 # half-precision tensors are reduced in float32: an fp16 sum of squares overflows at a
 # norm of 65504 and a bf16 result keeps 3 significant digits
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def _dense(tensor: torch.Tensor) -> torch.Tensor:
@@ -120,7 +120,7 @@ def _same_kind_norms(members: list[torch.Tensor], ord: float) -> list[torch.Tens
     if _HAS_FOREACH_NORM and filled:
         chosen = [members[i] for i in filled]
         try:
-            if chosen[0].dtype in _LOW_PRECISION:
+            if chosen[0].dtype in LOW_PRECISION:
                 fused = torch._foreach_norm(chosen, ord, dtype=torch.float32)
             else:
                 fused = torch._foreach_norm(chosen, ord)
@@ -137,7 +137,7 @@ def _plain_norm(tensor: torch.Tensor, ord: float) -> torch.Tensor:
         return torch.zeros((), dtype=torch.float32, device=tensor.device)
     if math.isinf(ord):
         return tensor.detach().abs().max().to(torch.float32)
-    if tensor.dtype in _LOW_PRECISION:
+    if tensor.dtype in LOW_PRECISION:
         return torch.linalg.vector_norm(tensor.detach(), ord, dtype=torch.float32)
     return torch.linalg.vector_norm(tensor.detach(), ord)
 

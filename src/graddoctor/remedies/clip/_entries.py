@@ -25,6 +25,7 @@ from torch import nn
 from graddoctor.problem import Problem
 from graddoctor.remedies._common import positive, trainable_reason
 from graddoctor.remedies._remedy import BACKWARD_CLIP_NOTE, Remedy
+from graddoctor.remedies.clip._gather import check_norm_type
 from graddoctor.remedies.clip._norms import NONFINITE_POLICIES
 from graddoctor.remedies.clip.adaptive import adaptive_clip_, final_layer
 from graddoctor.remedies.clip.backward import clip_during_backward
@@ -50,11 +51,7 @@ def _clip_value(problem: Problem, params: dict[str, Any]) -> Problem:
 
 def _clip_norm(problem: Problem, params: dict[str, Any]) -> Problem:
     max_norm = positive("max_norm", params["max_norm"])
-    norm_type = float(params["norm_type"])
-    if not norm_type > 0:
-        raise ValueError(
-            f"norm_type must be a positive number or float('inf'), got {params['norm_type']!r}"
-        )
+    norm_type = check_norm_type(params["norm_type"])
     nonfinite = params["nonfinite"]
     if nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")

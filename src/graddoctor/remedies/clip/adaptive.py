@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from graddoctor._foreach import LOW_PRECISION
 from graddoctor._modules import is_weight_layer
 from graddoctor.remedies.clip._gather import as_tensor_list
 
@@ -34,7 +35,7 @@ def unitwise_norm(tensor: torch.Tensor) -> torch.Tensor:
         norms of shape ``(out, 1, ..., 1)`` for tensors with 2+ dimensions, a 0-dim norm
         otherwise; float32 for half-precision inputs.
     """
-    dtype = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
+    dtype = torch.float32 if tensor.dtype in LOW_PRECISION else None
     if tensor.dim() <= 1:
         return torch.linalg.vector_norm(tensor, dtype=dtype)
     return torch.linalg.vector_norm(
