@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._blob import decode_values
 from ._schema import FORMAT_NAME, SCHEMA_VERSION, SQLITE_MAGIC, RunFileError
 
 
@@ -112,7 +113,7 @@ class Run:
         steps = np.array([r[0] for r in rows], dtype=np.int64)
         values = np.full((len(rows), len(all_names)), np.nan, dtype=np.float64)
         for i, (_, blob) in enumerate(rows):
-            vec = np.frombuffer(blob, dtype=np.float32)
+            vec = decode_values(blob)
             values[i, : min(len(vec), len(all_names))] = vec[: len(all_names)]
         if names is not None:
             index = {n: i for i, n in enumerate(all_names)}
@@ -139,7 +140,7 @@ class Run:
             where = "any step" if step is None else f"step {step}"
             raise KeyError(f"no {stat!r} recorded at {where} in {self.path.name}")
         vec = np.full(len(names), np.nan)
-        raw = np.frombuffer(rows[0][1], dtype=np.float32)
+        raw = decode_values(rows[0][1])
         vec[: min(len(raw), len(names))] = raw[: len(names)]
         return int(rows[0][0]), names, vec
 

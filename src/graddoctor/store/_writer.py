@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._blob import encode_values
 from ._schema import FORMAT_NAME, SCHEMA_SQL, SCHEMA_VERSION
 
 
@@ -111,11 +112,10 @@ class RunWriter:
 
     # -- records ---------------------------------------------------------------------
     def add_stat(self, step: int, stat: str, values: np.ndarray) -> None:
-        """Buffer one statistic vector for ``step``."""
+        """Buffer one statistic vector for ``step`` (float32, or float64 where a value needs it)."""
         if stat not in self._stat_groups:
             raise KeyError(f"statistic {stat!r} was not declared with define_stats")
-        blob = np.ascontiguousarray(values, dtype=np.float32).tobytes()
-        self._stats.append((int(step), stat, blob))
+        self._stats.append((int(step), stat, encode_values(values)))
         self._steps_buffered.add(int(step))
 
     def add_scalar(self, step: int, name: str, value: float | None) -> None:
