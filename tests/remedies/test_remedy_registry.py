@@ -411,8 +411,9 @@ def test_clip_transforms_match_references():
     adaptive = get_remedy("clip_adaptive").apply(problem)
     loss_grads(adaptive.model, batch)
     adaptive.grad_transforms[0](adaptive.model, None)
-    for p, g in zip(adaptive.model.parameters(), free):
-        assert torch.allclose(p.grad, naive_adaptive_clip(p.detach(), g, 0.01, 1e-3), rtol=1e-10)
+    for (name, p), g in zip(adaptive.model.named_parameters(), free):
+        want = g if name.startswith("4.") else naive_adaptive_clip(p.detach(), g, 0.01, 1e-3)  # head left out
+        assert torch.allclose(p.grad, want, rtol=1e-10)
 
     quantile = get_remedy("clip_quantile").apply(problem, quantile=0.5)
     clipper = quantile.notes["quantile_clipper"]

@@ -157,8 +157,9 @@ class PendingWriter:
         self.writer.commit()
 
     def _write(self, writer: Any) -> None:
+        # float64: norms of float64 models and scalars logged as float64/int64 keep their value
         flat = torch.cat(
-            [item.values.detach().reshape(-1).to(torch.float32) for item in self._items]
+            [item.values.detach().reshape(-1).to(torch.float64) for item in self._items]
         )
         flat = flat.cpu().numpy()
         offset = 0

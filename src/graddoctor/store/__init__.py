@@ -5,7 +5,7 @@ Schema (version 1)::
     meta(key TEXT PRIMARY KEY, value TEXT)            -- JSON values
     layer_names(grp TEXT, idx INTEGER, name TEXT)     -- the columns of each group
     stat_groups(stat TEXT PRIMARY KEY, grp TEXT)      -- which group a statistic spans
-    stats(step INTEGER, stat TEXT, value BLOB)        -- float32 vector over the group
+    stats(step INTEGER, stat TEXT, value BLOB)        -- float32 or tagged float64 vector (_blob.py)
     scalars(step INTEGER, name TEXT, value REAL)      -- loss, lr/0, time/step ...
     events(step INTEGER, kind TEXT, payload TEXT)     -- JSON payloads
 

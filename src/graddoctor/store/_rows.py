@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ._blob import encode_values
 from ._schema import MAX_STEP
 
 
@@ -65,7 +66,7 @@ def check_scalar(value: Any) -> float | None:
 
 
 def stat_blob(values: Any, size: int, stat: str) -> bytes:
-    """A statistic vector as float32 bytes, at most ``size`` long (its group's columns)."""
+    """A statistic vector's blob (see ``_blob``), at most ``size`` long (its group's columns)."""
     array = np.asarray(values)
     if array.dtype.kind not in "biuf":
         raise ValueError(f"statistic {stat!r} must be real numbers, got dtype {array.dtype}")
@@ -73,7 +74,7 @@ def stat_blob(values: Any, size: int, stat: str) -> bytes:
         raise ValueError(f"statistic {stat!r} must be a vector, got shape {array.shape}")
     if array.size > size:
         raise ValueError(f"statistic {stat!r} has {array.size} values for {size} columns")
-    return np.ascontiguousarray(array.reshape(-1), dtype=np.float32).tobytes()
+    return encode_values(array.reshape(-1))
 
 
 def to_json(value: Any, what: str) -> str:

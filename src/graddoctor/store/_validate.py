@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._blob import FLOAT64_TAG, decode_values
 from ._connect import ReadConnection
 from ._schema import FORMAT_NAME, SCHEMA_VERSION, TABLES, RunFileError
 
@@ -138,19 +139,22 @@ def read_groups(db: ReadConnection, path: Path) -> tuple[dict[str, int], dict[st
 
 
 def vector(path: Path, stat: str, step: Any, blob: Any, size: int) -> np.ndarray:
-    """One stored statistic row as float32, checked against its group's ``size``."""
+    """One stored statistic row (float32 or tagged float64), checked against its group's ``size``."""
+    wide = isinstance(blob, bytes) and len(blob) % 8 == len(FLOAT64_TAG) and blob.endswith(FLOAT64_TAG)
+    width = 8 if wide else 4
+    stored = len(blob) - len(FLOAT64_TAG) if wide else len(blob) if isinstance(blob, bytes) else 0
     if (
         type(step) is not int
         or not isinstance(blob, bytes)
-        or len(blob) % 4
-        or len(blob) > 4 * size
+        or stored % width
+        or stored > width * size
         or (not blob and size)
     ):
         shown = f"{len(blob)} bytes" if isinstance(blob, bytes) else type(blob).__name__
         raise RunFileError(
             f"{path}: the {stat!r} row at step {step!r} is malformed ({shown} for {size} columns)"
         )
-    return np.frombuffer(blob, dtype=np.float32)
+    return decode_values(blob)
 
 
 def check_integer(path: Path, table: str, value: Any) -> int:
