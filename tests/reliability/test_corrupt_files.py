@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from graddoctor import RunFileError, open_run
+from graddoctor import RunFileError, diagnose, open_run
 from graddoctor.cli import app
+from graddoctor.views import layer_rows
 
 from .helpers import monitored_run
 
@@ -49,6 +50,9 @@ def read_everything(path: Path) -> None:
                     assert "recorded at any step" in str(err)
             for name in run.scalar_names():
                 run.scalars(name)
+            # a statistic missing from its family is not recorded, never a KeyError
+            diagnose(run)
+            layer_rows(run)
     except RunFileError:
         pass
 
