@@ -130,7 +130,7 @@ def test_numbers_out_of_range(folder):
     bad_input(["demo", "exploding-regression", "--epochs", "0"], "--epochs must be between 1 and")
     bad_input(
         ["checkup", "targets.py:fine", "--steps", str(2**64)],
-        "--steps must be between 1 and 1000000",
+        f"--steps must be between 1 and {2**63 - 1}",
     )
     bad_input(["checkup", "targets.py:fine", "--steps", "0"], "--steps must be between")
     bad_input(["compare", "targets.py:fine", "--seeds", "0"], "--seeds must be between")
