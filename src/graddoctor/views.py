@@ -107,16 +107,13 @@ class RunView:
     def series(self, stat: str) -> Series:
         """``(steps, names, values)`` of one statistic, read from the file once.
 
-        A parameter or activation statistic comes from its family's group
-        (:attr:`params`, :attr:`modules`): the family's steps and columns, NaN where
-        it was not recorded, so the statistics of one family always line up.
+        A parameter or activation statistic comes from its family (:attr:`params`,
+        :attr:`modules`): the family's steps and columns, NaN where it was not recorded.
         """
-        family = (
-            "params" if stat in PARAMETER_STATS else "modules" if stat in ACTIVATION_STATS else None
-        )
-        group = getattr(self, family) if family else None
-        if group is not None and group.stats:
-            return group.steps, group.names, group.stats[stat]
+        for stats, family in ((PARAMETER_STATS, "params"), (ACTIVATION_STATS, "modules")):
+            group = getattr(self, family) if stat in stats else None
+            if group is not None and group.stats:
+                return group.steps, group.names, group.stats[stat]
         if stat not in self._series:
             self._series[stat] = self.run.series(stat)
         return self._series[stat]
@@ -152,10 +149,9 @@ class RunView:
     def _group(self, stats: tuple[str, ...]) -> StatGroup:
         """One family's statistics over the union of their steps; NaN where not recorded.
 
-        A file may hold only part of a family (a crafted or partial file): a missing
-        statistic, or one recorded at fewer steps, reads as "not measured" there, so a
-        detector that needs it finds nothing. The family's columns are those of its first
-        declared statistic; one declared over other columns is not the family's.
+        A statistic a (partial or crafted) file lacks, or holds at fewer steps, reads as
+        not measured there, so a detector that needs it finds nothing. The columns are
+        those of the first declared statistic; one declared over others is not the family's.
         """
         declared = [stat for stat in stats if stat in self.stat_names]
         if not declared:

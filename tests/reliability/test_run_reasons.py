@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import textwrap
-import warnings
 
+import pytest
 from typer.testing import CliRunner
 
 from graddoctor.cli import app
@@ -34,8 +34,7 @@ def test_run_prints_why_monitoring_could_not_start(tmp_path, monkeypatch):
     for _ in range(2):  # also when the same warning was shown before in this process
         if (tmp_path / "runs").is_file():
             (tmp_path / "runs").unlink()
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
+        with pytest.warns(UserWarning, match="not monitoring SGD #0"):  # still shown, as before
             result = CliRunner().invoke(app, ["run", "train.py", "-o", "runs", "--", "runs"])
         assert result.exit_code == 0, (result.output, result.exception)
         assert "training finished" in result.output
