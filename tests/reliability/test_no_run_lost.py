@@ -80,7 +80,7 @@ def test_sigkill_during_a_pause_keeps_the_steps_committed_within_commit_seconds(
     proc.kill()
     proc.wait()
     assert _steps(path) == list(range(20))
-    assert waited < 3  # committed within commit_seconds (and a loaded machine's slack)
+    assert waited < 5  # commit_seconds=1, with slack for a loaded CI machine
 
 
 def test_interpreter_exit_commits_a_writer_never_closed(tmp_path):
