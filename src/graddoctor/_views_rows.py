@@ -48,17 +48,27 @@ def _stat_at(run: Run, stat: str, step: int | None) -> tuple[int | None, dict[st
     return found, dict(zip(names, vector.tolist(), strict=True))
 
 
+def _parameter_step(run: Run, step: int | None) -> int | None:
+    """``step`` (the last, when None) if any parameter statistic was recorded there."""
+    found = [_stat_at(run, stat, step)[0] for stat in PARAMETER_STATS]
+    found = [s for s in found if s is not None]
+    return max(found) if found else None
+
+
 def _activation_step(run: Run, step: int | None) -> int | None:
     """The last activation step at or before ``step`` (any, when ``step`` is None)."""
-    act_steps = run.steps("act_mean")
+    act_steps = np.unique(np.concatenate([run.steps(s) for s in ACTIVATION_STATS]))
     eligible = act_steps if step is None else act_steps[act_steps <= step]
     return int(eligible[-1]) if eligible.size else None
 
 
 def rows_at(view: RunView, step: int | None = None) -> tuple[int | None, list[LayerRow]]:
-    """The rows of :func:`graddoctor.views.layer_rows` from a view."""
+    """The rows of :func:`graddoctor.views.layer_rows` from a view.
+
+    A statistic the file does not hold (a partial file) reads as NaN in every row.
+    """
     run = view.run
-    step_found, _ = _stat_at(run, "grad_norm", step)
+    step_found = _parameter_step(run, step)
     if step_found is None and step is not None:
         raise KeyError(f"no parameter statistics at step {step} in {run.path.name}")
     param_stats = {s: _stat_at(run, s, step_found)[1] for s in PARAMETER_STATS}

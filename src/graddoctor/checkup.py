@@ -12,6 +12,7 @@ compiled model.
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -94,22 +95,21 @@ def checkup(
         model = copy.deepcopy(eager_module(problem.model))
         initial = copy.deepcopy(eager_module(problem.model))
         optimizer_ = problem.make_optimizer(model)
-        batches = problem.take(steps)
         monitor = Monitor(model, optimizer_, path=path, activations_every=1, overwrite=run_path is not None,
                           config={"checkup": True, "steps": steps, "problem": problem.name, "seed": seed})
         with monitor:
             monitor.writer.set_meta({"recurrent_spectra": _spectra(model)})
-            ran = 0
-            for step, batch in enumerate(batches):
+            initial.train(problem.model.training)
+            # one batch at a time: nothing is drawn ahead, nothing kept but the current batch
+            for step, batch in enumerate(itertools.islice(problem.batches(), steps)):
                 before = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 loss = train_step(problem, model, optimizer_, batch)
                 monitor.log(loss=loss)
-                ran = step + 1
+                if control:
+                    _zero_lr_loss(problem, initial, batch, step, monitor)
                 if not bool(torch.isfinite(loss)) or not _parameters_finite(model):
                     _localise(problem, model, before, batch, step, monitor)
                     break
-            if control:
-                _zero_lr_control(problem, initial, batches[:ran], monitor)
     return diagnose(path)
 
 
@@ -138,9 +138,14 @@ def _localise(problem: Problem, model: nn.Module, before: dict, batch: Any, step
         monitor.writer.add_event(step, "nonfinite_source", {**report.to_dict(), "step": step})
 
 
-def _zero_lr_control(problem: Problem, initial: nn.Module, batches: list, monitor: Monitor) -> None:
-    initial.train(problem.model.training)
-    with torch.no_grad():
-        for step, (inputs, targets) in enumerate(batches):
-            value = problem.loss_fn(initial(inputs), targets)
-            monitor.log(step=step, **{"control/loss": value})
+def _zero_lr_loss(problem: Problem, initial: nn.Module, batch: Any, step: int, monitor: Monitor) -> None:
+    """The untrained copy's loss on the step's batch (seed 003's zero-learning-rate control).
+
+    Computed beside training, so no batch is kept for it; under its own random state, so
+    the training's random stream (dropout) is the one it would be without the control.
+    """
+    inputs, targets = batch
+    devices = sorted({p.device.index or 0 for p in initial.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        value = problem.loss_fn(initial(inputs), targets)
+    monitor.log(step=step, **{"control/loss": value})

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._comparison_file import SCHEMA, read_comparison
 from .diagnosis import diagnose
 from .diagnosis.findings import _jsonable
 from .monitor import Monitor
 from .problem import Problem, train_step
 from .remedies import Remedy, chain, get_remedy
 
-COMPARISON_SCHEMA = "graddoctor.comparison/1"
 BASELINE = "baseline"
 # progress(trial_name, step, steps) after each step
 Progress = Callable[[str, int, int], None]
@@ -84,7 +84,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable({
-            "schema": COMPARISON_SCHEMA,
+            "schema": SCHEMA,
             "problem": self.problem,
             "steps": self.steps,
             "seeds": self.seeds,
@@ -105,20 +105,21 @@ class Comparison:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Comparison:
-        data = json.loads(Path(path).read_text())
-        if data.get("schema") != COMPARISON_SCHEMA:
-            raise ValueError(f"{path} is not a graddoctor comparison (schema {data.get('schema')!r})")
-        trials = [TrialResult(**{k: _float(v) for k, v in t.items()}) for t in data["trials"]]
-        return cls(data["problem"], data["steps"], data["seeds"], _float(data["target_loss"]), trials)
+        """Read a saved comparison back, every field checked.
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: not a comparison, or a field missing or of the wrong type or
+                range; the message names the file and the field.
+        """
+        data = read_comparison(path)
+        trials = [TrialResult(**t) for t in data["trials"]]
+        return cls(data["problem"], data["steps"], data["seeds"], data["target_loss"], trials)
 
     def __rich__(self):
         from ._render_comparison import render_comparison
 
         return render_comparison(self)
-
-
-def _float(value: Any) -> Any:
-    return {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}.get(value, value) if isinstance(value, str) else value
 
 
 def _seeded(remedy: Remedy, seed: int) -> Remedy:

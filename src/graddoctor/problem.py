@@ -32,13 +32,44 @@ def default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=DEFAULT_LR)
 
 
+class ReplayedIterator:
+    """A one-shot iterator made re-iterable: each batch is drawn when first needed, then kept.
+
+    Every pass replays the batches drawn so far and then draws on, so an endless
+    generator costs nothing up front, a finite one can be cycled, and the trials of
+    ``compare`` (copies of one Problem) see the same batches. What is kept is what has
+    been drawn: give a list or a re-iterable (a DataLoader) to keep nothing.
+    """
+
+    def __init__(self, source: Iterator[Any]) -> None:
+        self._source = source
+        self._drawn: list[Any] = []
+        self._exhausted = False
+
+    def __iter__(self) -> Iterator[Any]:
+        index = 0
+        while True:
+            if index == len(self._drawn):
+                if self._exhausted:
+                    return
+                try:
+                    self._drawn.append(next(self._source))
+                except StopIteration:
+                    self._exhausted = True
+                    return
+            yield self._drawn[index]
+            index += 1
+
+
 @dataclass
 class Problem:
     """Everything needed to train a model for a few steps, reproducibly.
 
     Args:
         model: the network.
-        data: a list (or re-iterable) of ``(inputs, targets)`` batches; cycled.
+        data: a list, re-iterable or iterator of ``(inputs, targets)`` batches; cycled.
+            An iterator (e.g. a generator, possibly endless) is drawn lazily and its
+            batches kept for replay (:class:`ReplayedIterator`).
         loss_fn: ``loss_fn(outputs, targets) -> scalar tensor``.
         optimizer: a factory ``params -> Optimizer``; default SGD with lr 0.01.
         name: a label used in reports.
@@ -70,8 +101,8 @@ class Problem:
                 "Problem.loss_fn must be callable: loss_fn(outputs, targets) -> scalar tensor"
             )
         if isinstance(self.data, Iterator):
-            # a one-shot iterator cannot be cycled or replayed: materialise it once
-            self.data = list(self.data)
+            # drawn lazily (it may be endless), kept so that it can be cycled and replayed
+            self.data = ReplayedIterator(self.data)
 
     def make_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """Build the optimizer for ``model`` (default: this problem's model)."""
@@ -86,21 +117,28 @@ class Problem:
         return factory(params)
 
     def batches(self) -> Iterator[Any]:
-        """Cycle over the data batches forever, in a fixed order."""
-        first = iter(self.data)
-        try:
-            head = next(first)
-        except StopIteration:
-            raise ValueError(
-                "Problem.data is empty: give at least one (inputs, targets) batch"
-            ) from None
-        yield head
-        yield from first
-        while True:
-            yield from self.data
+        """Cycle over the data batches forever, in a fixed order, drawing each when it is needed.
+
+        Raises:
+            ValueError: the data holds no batch, or yields none when iterated again (an
+                iterable that is not re-iterable: give a list, a DataLoader or an iterator).
+        """
+        for passes in itertools.count():
+            drawn = False
+            for batch in self.data:
+                drawn = True
+                yield batch
+            if not drawn and passes == 0:
+                raise ValueError("Problem.data is empty: give at least one (inputs, targets) batch")
+            if not drawn:
+                raise ValueError(
+                    f"Problem.data ({type(self.data).__name__}) yielded no batch when iterated "
+                    "again, so it cannot be cycled: give a list, a DataLoader or an iterator"
+                )
 
     def take(self, n: int) -> list[Any]:
-        """The first ``n`` batches of the cycle."""
+        """The first ``n`` batches of the cycle, as a list (for a few batches; training
+        loops iterate :meth:`batches` instead)."""
         return list(itertools.islice(self.batches(), n))
 
     def copy(self) -> Problem:

@@ -105,7 +105,15 @@ class RunView:
         return self.run.stat_names()
 
     def series(self, stat: str) -> Series:
-        """``(steps, names, values)`` of one statistic, read from the file once."""
+        """``(steps, names, values)`` of one statistic, read from the file once.
+
+        A parameter or activation statistic comes from its family (:attr:`params`,
+        :attr:`modules`): the family's steps and columns, NaN where it was not recorded.
+        """
+        for stats, family in ((PARAMETER_STATS, "params"), (ACTIVATION_STATS, "modules")):
+            group = getattr(self, family) if stat in stats else None
+            if group is not None and group.stats:
+                return group.steps, group.names, group.stats[stat]
         if stat not in self._series:
             self._series[stat] = self.run.series(stat)
         return self._series[stat]
@@ -139,12 +147,25 @@ class RunView:
         return self._group(ACTIVATION_STATS)
 
     def _group(self, stats: tuple[str, ...]) -> StatGroup:
-        group = StatGroup(np.zeros(0, dtype=np.int64), [], {})
-        for stat in stats:
-            if stat in self.stat_names:
-                steps, names, values = self.series(stat)
-                group = StatGroup(steps, names, {**group.stats, stat: values})
-        return group
+        """One family's statistics over the union of their steps; NaN where not recorded.
+
+        A statistic a (partial or crafted) file lacks, or holds at fewer steps, reads as
+        not measured there, so a detector that needs it finds nothing. The columns are
+        those of the first declared statistic; one declared over others is not the family's.
+        """
+        declared = [stat for stat in stats if stat in self.stat_names]
+        if not declared:
+            return StatGroup(np.zeros(0, dtype=np.int64), [], {})
+        group = self.run.group_of(declared[0])
+        read = {
+            stat: self.run.series(stat) for stat in declared if self.run.group_of(stat) == group
+        }
+        names = self.run.names(group)
+        steps = np.unique(np.concatenate([recorded for recorded, _, _ in read.values()]))
+        values = {stat: np.full((steps.size, len(names)), np.nan) for stat in stats}
+        for stat, (recorded, _, columns) in read.items():
+            values[stat][np.searchsorted(steps, recorded)] = columns
+        return StatGroup(steps, names, values)
 
     def without_steps(self, steps: np.ndarray) -> RunView:
         """A view whose parameter and module statistics leave out the rows at ``steps``."""

@@ -33,9 +33,10 @@ def _race(path, barrier, results, index):
 
 def test_two_writers_started_together_one_wins_one_is_refused(tmp_path):
     context = multiprocessing.get_context("fork")
+    manager = context.Manager()  # one for every trial: starting one costs a process
     for trial in range(TRIALS):
         path = tmp_path / f"race{trial}.gdr"
-        barrier, results = context.Barrier(2), context.Manager().list(["", ""])
+        barrier, results = context.Barrier(2), manager.list(["", ""])
         workers = [
             context.Process(target=_race, args=(path, barrier, results, i)) for i in range(2)
         ]
@@ -49,6 +50,7 @@ def test_two_writers_started_together_one_wins_one_is_refused(tmp_path):
         assert "run file" in results[1 - winner] and str(path) in results[1 - winner]
         with open_run(path) as run:  # nothing lost: the winner's run, whole
             assert run.meta["winner"] == winner and run.at("s")[2].tolist() == [winner]
+    manager.shutdown()
 
 
 def test_overwrite_refuses_a_live_run_and_replaces_a_finished_one(tmp_path):

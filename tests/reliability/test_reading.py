@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import signal
@@ -31,12 +32,22 @@ while True:
 )
 
 
+def _committed(path) -> np.ndarray:
+    try:
+        with open_run(path) as run:
+            return run.steps("grad_norm")
+    except (FileNotFoundError, RunFileError, KeyError):  # not created, or no statistic yet
+        return np.zeros(0)
+
+
 def test_diagnose_twenty_times_while_the_run_is_written(tmp_path):
     path = tmp_path / "live.gdr"
     proc = spawn(LIVE, path)
     try:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        time.sleep(1)
+        deadline = time.monotonic() + 30
+        while len(_committed(path)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         seen = []
         for _ in range(20):
             diagnosis = diagnose(path)
@@ -62,19 +73,24 @@ def test_reading_leaves_no_litter(tmp_path):
     assert sorted(os.listdir(tmp_path)) == before == ["closed.gdr"]
 
 
+def _write_and_die(path):
+    writer = RunWriter(path, commit_every=1)
+    writer.define_group("g", ["x"])
+    writer.define_stats("g", ["s"])
+    for i in range(5):
+        writer.add_stat(i, "s", np.ones(1))
+        writer.commit()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _killed_run(folder):
     """A run whose writer was killed: its last commits only in the -wal."""
     path = folder / "killed.gdr"
-    code = (
-        "import sys, time, numpy as np\nfrom graddoctor import RunWriter\n"
-        "w = RunWriter(sys.argv[1], commit_every=1)\nw.define_group('g', ['x'])\n"
-        "w.define_stats('g', ['s'])\nfor i in range(5):\n    w.add_stat(i, 's', np.ones(1)); w.commit()\n"
-        "print('ready', flush=True)\ntime.sleep(60)\n"
-    )
-    proc = spawn(code, path)
-    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # a forked child starts at once (a new interpreter would import torch first)
+    child = multiprocessing.get_context("fork").Process(target=_write_and_die, args=(path,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
     return path
 
 

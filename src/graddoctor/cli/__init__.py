@@ -26,7 +26,9 @@ app = typer.Typer(
     help="Find, explain and fix vanishing and exploding gradients.",
 )
 console = make_console()
-MAX_STEPS = 1_000_000  # checkup and compare are short runs; this bounds a typo's cost
+# batches are drawn one step at a time and Ctrl-C stops a run, so a large --steps costs
+# nothing up front; the bound is the largest step a run file stores (a 64-bit integer)
+MAX_STEPS = 2**63 - 1
 MAX_SEEDS = 1_000
 
 __all__ = ["EXIT_BAD_INPUT", "app", "main"]

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..integrations.zero_code import run_instrumented
+
+# the zero-code instrumentation warns this when a Monitor cannot start on an optimizer
+NOT_MONITORING = "graddoctor: not monitoring "
+
+
+@contextlib.contextmanager
+def _monitoring_failures() -> Iterator[list[str]]:
+    """Why Monitors could not start: the instrumentation's warnings, recorded as they are shown.
+
+    Those warnings are shown every time (not once per place, Python's default), so a
+    second run in one process records them too; every other warning is shown as before.
+    """
+    failures: list[str] = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", message=re.escape(NOT_MONITORING))
+        shown = warnings.showwarning
+
+        def record(message: Any, category: Any, filename: str, lineno: int, *args: Any) -> None:
+            if str(message).startswith(NOT_MONITORING):
+                failures.append(str(message).removeprefix("graddoctor: "))
+            shown(message, category, filename, lineno, *args)
+
+        warnings.showwarning = record
+        yield failures
 
 
 def run_script(
@@ -46,31 +73,32 @@ def run_script(
         FileNotFoundError: no such script.
         TypeError: ``args`` is one string instead of a list.
     """
-    from .._render_text import inert_text
+    from .._render_text import inert, inert_text
     from ..diagnosis import diagnose
 
     if console is None:
         from ._console import make_console
 
         console = make_console()
-    result = run_instrumented(
-        script,
-        args,
-        out_dir,
-        every=every,
-        activations_every=activations_every or None,
-        modules=modules,
-        locate=locate,
-    )
+    with _monitoring_failures() as failures:
+        result = run_instrumented(
+            script,
+            args,
+            out_dir,
+            every=every,
+            activations_every=activations_every or None,
+            modules=modules,
+            locate=locate,
+        )
     sys.stdout.flush()
     if result.traceback:
         print(result.traceback, end="", file=sys.stderr)
         sys.stderr.flush()
     if not result.run_paths:
-        message = (
-            "graddoctor: nothing was recorded: no optimizer stepped, or monitoring could not "
-            "start (its reason is in the warning above)"
+        why = "; ".join(failures) or (
+            "no optimizer stepped, or monitoring could not start (see the warnings above)"
         )
+        message = inert(f"graddoctor: nothing was recorded: {why}")
         if as_json:
             print(message, file=sys.stderr)
         else:

@@ -1,7 +1,8 @@
 """The HTML report: one self-contained page (figures inline, no network, no script).
 
-Every name that comes from a model, a run or a user (module names, trial names, messages)
-is escaped, so a module named ``<script>`` is shown, never run.
+Every value that comes from a model, a file or a user (module names, run metadata, trial
+names, every field of ``comparison.json``, messages) is escaped, so a module named
+``<script>`` is shown, never run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnosis import Diagnosis, diagnose
+from ..experiment import BASELINE, Comparison
 from ..store import open_run
 from ..views import RunView, load_view
 from .figures import FIGURES, figure_to_data_uri
@@ -71,6 +73,11 @@ def _num(value: Any) -> str:
             return "inf" if value > 0 else "−inf"
         return f"{value:.4g}"
     return esc(value)
+
+
+def _count(value: Any) -> str:
+    """``1,234`` for an integer; anything else a file holds, as text."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def page(title: str, subtitle: str, body: str) -> str:
@@ -140,8 +147,8 @@ def metadata_section(view: RunView) -> str:
     steps = view.run.steps()
     rows = {
         "run file": str(view.path),
-        "model": f"{model.get('type')} ({model.get('param_count', 0):,} parameters, "
-        f"{model.get('trainable_count', 0):,} trainable)",
+        "model": f"{model.get('type')} ({_count(model.get('param_count', 0))} parameters, "
+        f"{_count(model.get('trainable_count', 0))} trainable)",
         "optimizer": meta.get("optimizer"),
         "steps recorded": int(steps[-1]) + 1 if steps.size else 0,
         "graddoctor / torch": f"{meta.get('graddoctor_version')} / {meta.get('torch_version')}",
@@ -190,7 +197,7 @@ def comparison_section(comparison: Any) -> str:
     )
     return (
         f"<section><h2>Remedies compared on {esc(data['problem'])}</h2>"
-        f"<p>{data['steps']} steps, seed(s) {esc(', '.join(map(str, data['seeds'])))}; "
+        f"<p>{esc(data['steps'])} steps, seed(s) {esc(', '.join(map(str, data['seeds'])))}; "
         "same initial weights and batch order for every trial.</p>"
         f'<table>{head}{"".join(rows)}</table><div class="figures">{loss_figure}</div>'
         f'<h3>Gradient flow per trial</h3><div class="figures">{flows}</div></section>'
@@ -250,16 +257,22 @@ def run_report(
 
 
 def comparison_report(comparison_json: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Report of a saved comparison: ranked trials, then the baseline's diagnosis and figures."""
-    data = json.loads(Path(comparison_json).read_text())
-    baseline = next(t for t in data["trials"] if t["name"] == "baseline")
-    if not baseline["run_paths"]:
-        raise ValueError(f"{comparison_json}: the baseline has no run file")
+    """Report of a saved comparison: ranked trials, then the baseline's diagnosis and figures.
+
+    Raises:
+        ValueError: the file is not a comparison (see ``Comparison.load``), or has no
+            baseline trial with a run file.
+    """
+    comparison = Comparison.load(comparison_json)
+    baseline = next((t for t in comparison.trials if t.name == BASELINE), None)
+    if baseline is None or not baseline.run_paths:
+        what = "no trial 'baseline'" if baseline is None else "the baseline has no run file"
+        raise ValueError(f"{comparison_json}: {what}")
     return run_report(
-        baseline["run_paths"][0],
+        baseline.run_paths[0],
         out,
-        title=f"{data['problem']}: remedies compared",
-        comparison=data,
+        title=f"{comparison.problem}: remedies compared",
+        comparison=comparison,
     )
 
 
