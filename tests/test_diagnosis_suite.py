@@ -277,8 +277,9 @@ def test_checkup_bad_input(tmp_path):
 
 def test_json_schema(diagnoses):
     data = diagnoses["backward-nan"].to_dict()
-    assert set(data) == {"schema", "healthy", "run_path", "model", "steps", "summary", "findings"}
-    assert data["schema"] == "graddoctor.diagnosis/1"
+    assert set(data) == {"schema", "status", "healthy", "insufficient_data", "limits", "run_path",
+                         "model", "steps", "summary", "findings"}
+    assert data["schema"] == "graddoctor.diagnosis/2"
     finding = data["findings"][0]
     assert set(finding) == {
         "kind",

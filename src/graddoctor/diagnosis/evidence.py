@@ -1,0 +1,73 @@
+"""Whether a run holds the evidence for a verdict: ``healthy`` only when it does.
+
+A detector that finds nothing on a run without gradients, without a loss, or of two
+steps has not shown the run healthy. :func:`evidence_gaps` names what is missing
+(``Diagnosis.insufficient``: no verdict of health is possible) and what could not be
+checked although a verdict is (``Diagnosis.limits``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..views import RunView
+from . import thresholds as T
+from .loss import finite_losses
+
+# optimizers that compute their gradients inside ``step(closure)``: what the Monitor
+# reads just before the step is what the previous step's last evaluation left
+CLOSURE_OPTIMIZERS = ("LBFGS",)
+
+
+def _gradient_steps(view: RunView) -> int:
+    """Recorded parameter steps where at least one gradient was measured."""
+    grads = view.params.stats.get("grad_norm")
+    if grads is None or grads.size == 0:
+        return 0
+    return int(np.sum(~np.all(np.isnan(grads), axis=1)))
+
+
+def evidence_gaps(view: RunView) -> tuple[list[str], list[str]]:
+    """What keeps a run from being called healthy, and what was not checked.
+
+    Returns:
+        ``(insufficient, limits)``: reasons no verdict of health is possible (no gradient
+        recorded, fewer than ``MIN_STEPS_FOR_VERDICT`` steps with gradients, no loss), and
+        the checks the run's records did not allow.
+    """
+    insufficient: list[str] = []
+    limits: list[str] = []
+    optimizer = str(view.run.meta.get("optimizer") or "")
+    measured = _gradient_steps(view)
+    if measured == 0:
+        reason = (
+            "no gradient was recorded: none was there when the Monitor read them, just before "
+            "optimizer.step()"
+        )
+        if optimizer in CLOSURE_OPTIMIZERS:
+            reason += f" ({optimizer} computes its gradients inside step(closure))"
+        insufficient.append(reason)
+    elif measured < T.MIN_STEPS_FOR_VERDICT:
+        insufficient.append(
+            f"only {measured} step{'s' if measured != 1 else ''} with gradients recorded "
+            f"(a verdict needs at least {T.MIN_STEPS_FOR_VERDICT})"
+        )
+    elif optimizer in CLOSURE_OPTIMIZERS:
+        limits.append(
+            f"{optimizer} computes its gradients inside step(closure): the gradients recorded "
+            "before each step are those the previous step's last evaluation left"
+        )
+    if not view.has_scalar("loss"):
+        insufficient.append(
+            "no loss was recorded (Monitor.log(loss=...)), so a rising or NaN loss cannot be seen"
+        )
+    elif len(finite_losses(view)[1]) <= T.LOSS_WINDOW:
+        limits.append(
+            f"fewer than {T.LOSS_WINDOW + 1} finite losses: a diverging loss was not checked"
+        )
+    if not view.modules.stats:
+        limits.append(
+            "no activation statistics were recorded: the signal over depth, saturation and dead "
+            "units were not checked"
+        )
+    return insufficient, limits
