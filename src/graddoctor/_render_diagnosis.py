@@ -7,6 +7,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ._numbers import format_number
+
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -15,19 +17,19 @@ def _evidence_text(evidence: dict) -> str:
     for key, value in evidence.items():
         if isinstance(value, dict):
             items = list(value.items())
-            shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:6])
+            shown = ", ".join(f"{k}={format_number(v)}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:6])
             parts.append(f"{key}: {shown}{' ...' if len(items) > 6 else ''}")
         elif isinstance(value, list):
             continue
         elif isinstance(value, float):
-            parts.append(f"{key}={value:.4g}")
+            parts.append(f"{key}={format_number(value, 4)}")
         else:
             parts.append(f"{key}={value}")
     return "\n".join(parts)
 
 
 def render_diagnosis(diagnosis) -> Panel:
-    title = "healthy" if diagnosis.healthy else "problems found"
+    title = {"findings": "problems found", "insufficient_data": "insufficient data"}.get(diagnosis.status, "healthy")
     header = Text(diagnosis.summary, style="green" if diagnosis.healthy else "bold")
     table = Table(show_header=True, header_style="bold", expand=True)
     table.add_column("severity", no_wrap=True)

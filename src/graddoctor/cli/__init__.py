@@ -80,7 +80,7 @@ def _report(diagnosis, as_json: bool) -> None:
         print(diagnosis.to_json())
     else:
         console.print(diagnosis)
-    raise typer.Exit(0 if diagnosis.healthy else 1)
+    raise typer.Exit(diagnosis.exit_code)  # 0 healthy, 1 findings, 3 insufficient data
 
 
 @app.command()
@@ -90,7 +90,7 @@ def checkup(
     as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json()"),
     out: Path | None = typer.Option(None, "--out", "-o", help="run file to write"),
 ) -> None:
-    """Train a copy of the problem's model briefly and diagnose it. Exit 0 healthy, 1 findings, 2 bad input."""
+    """Train a copy of the problem's model briefly and diagnose it. Exit 0 healthy, 1 findings, 2 bad input, 3 insufficient data."""
     from ..checkup import checkup as run_checkup
 
     problem = load_problem(target)
@@ -106,7 +106,7 @@ def diagnose(
     run_path: Path = typer.Argument(..., metavar="RUN.gdr", help="a run file written by the Monitor"),
     as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json()"),
 ) -> None:
-    """Diagnose a recorded run. Exit 0 healthy, 1 findings, 2 bad input."""
+    """Diagnose a recorded run. Exit 0 healthy, 1 findings, 2 bad input, 3 insufficient data."""
     from ..diagnosis import diagnose as run_diagnose
     from ..store import RunFileError
 
@@ -218,9 +218,9 @@ def run(
 def demo(
     name: str | None = typer.Argument(None, help="one scenario (default: all; see graddoctor.scenarios.available())"),
     out: Path = typer.Option(Path("graddoctor-report"), "--out", "-o", help="folder of the HTML report and runs"),
-    epochs: int = typer.Option(2, help="epochs of seed 004's regression run"),
+    epochs: int = typer.Option(2, help="epochs of the exploding regression run (Godoy's unscaled targets)"),
 ) -> None:
-    """Seed 004's exploding regression step by step, then every built-in scenario diagnosed,
+    """The exploding regression (unscaled targets, after Godoy) step by step, then every built-in scenario diagnosed,
     treated and reported (graddoctor-report/index.html)."""
     from ..scenarios import available
     from ._demo import regression_walkthrough, scenarios_overview

@@ -18,14 +18,14 @@ from ._progress import training_progress
 
 
 def regression_walkthrough(console: Console, out: Path, epochs: int) -> None:
-    """Seed 004's exploding regression recorded step by step until NaN, then diagnosed.
+    """The exploding regression (unscaled targets) recorded step by step until NaN, then diagnosed.
 
     Args:
         console: where to print.
         out: the run file to write.
         epochs: epochs of training.
     """
-    console.rule("[bold]graddoctor demo: exploding regression (seed 004)")
+    console.rule("[bold]graddoctor demo: exploding regression (unscaled targets)")
     console.print(
         "1000 x 10 regression data with noise 0.1 (targets std ~180), MLP 10-15-1 with ReLU, "
         "SGD lr 0.01, MSE, batches of 32: the targets are not standardised."
@@ -44,11 +44,11 @@ def regression_walkthrough(console: Console, out: Path, epochs: int) -> None:
                     *_rows_at(out, bad - 1), title=f"step {bad - 1}: the last finite gradients"
                 )
             )
-        console.print(layer_table(*_rows_at(out, bad), title=f"step {bad}: the gradients overflow"))
+        console.print(layer_table(*_rows_at(out, bad), title=f"step {bad}: the float32 gradient norm overflows"))
     if result.first_nonfinite_step is not None:
         console.print(
             f"[bold red]the loss became non-finite at step {result.first_nonfinite_step}[/] "
-            f"(gradients first at step {result.first_bad_gradient_step})"
+            f"(the float32 gradient norm first overflowed at step {result.first_bad_gradient_step})"
         )
     console.print(f"run file: {out}  (graddoctor show {out} --step N)")
     console.rule("[bold]diagnosis")

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..views import RunView
 from . import thresholds as T
+from ._common import plural
 from .loss import finite_losses
 
 # optimizers that compute their gradients inside ``step(closure)``: what the Monitor
@@ -49,7 +50,7 @@ def evidence_gaps(view: RunView) -> tuple[list[str], list[str]]:
         insufficient.append(reason)
     elif measured < T.MIN_STEPS_FOR_VERDICT:
         insufficient.append(
-            f"only {measured} step{'s' if measured != 1 else ''} with gradients recorded "
+            f"only {plural(measured, 'step')} with gradients recorded "
             f"(a verdict needs at least {T.MIN_STEPS_FOR_VERDICT})"
         )
     elif optimizer in CLOSURE_OPTIMIZERS:
