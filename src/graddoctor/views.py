@@ -234,7 +234,9 @@ class RunView:
     def total_update_ratio(self) -> np.ndarray:
         r"""The size of each step's update against the weights, all parameters together.
 
-        .. math:: \frac{\|\theta_{t+1} - \theta_t\|}{\|\theta_t\|}
+        .. math:: \frac{\|\theta_{t+1} - \theta_t\|}{\|\theta_{t+1}\|}
+
+        (the weights after the update, as the probes record ``update_ratio``).
 
         Returns:
             one value per parameter step; NaN where no update or weight norm was recorded.
