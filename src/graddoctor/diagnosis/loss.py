@@ -167,6 +167,8 @@ def loss_findings(view: RunView, context: dict) -> list[Finding]:
     evidence.update(_lr_evidence(view, first_step))
     if "lr" in evidence:
         message += f", at learning rate {evidence['lr']:.3g}"
+        if evidence["lr_max"] > 1.01 * evidence["lr"]:
+            message += f" (up to {evidence['lr_max']:.3g} in the run)"
     message += ". The learning rate is too high for this model: the steps overshoot."
     if steps.size:
         evidence["loss_trajectory"] = _trajectory(steps, losses)
