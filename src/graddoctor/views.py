@@ -241,10 +241,8 @@ class RunView:
         Returns:
             one value per parameter step; NaN where no update or weight norm was recorded.
         """
-        updates, weights = (
-            self.params.stats.get("update_norm"),
-            self.params.stats.get("weight_norm"),
-        )
+        updates = self.params.stats.get("update_norm")
+        weights = self.params.stats.get("weight_norm")
         if updates is None or weights is None or updates.size == 0:
             return np.zeros(0)
         every = {"": list(range(updates.shape[1]))}

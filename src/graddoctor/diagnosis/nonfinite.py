@@ -54,6 +54,7 @@ def _norm_overflow(view: RunView, before: int | None) -> int | None:
 
 
 def nonfinite_findings(view: RunView, context: dict) -> list[Finding]:
+    """``nonfinite``: the first step with NaN/Inf anywhere, where it began, and how that is known."""
     firsts = _first_steps(view)
     seen = {k: v for k, v in firsts.items() if v is not None}
     if not seen:
