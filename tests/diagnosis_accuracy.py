@@ -1,7 +1,7 @@
 """Print the accuracy of the diagnosis on the labelled suite: ``python -m tests.diagnosis_accuracy``.
 
 Runs ``checkup`` on every problem of ``tests/diagnosis_problems.py`` and compares the
-kinds found (at warning or above) with the labels of ``tests/test_diagnosis_suite.py``:
+kinds found (at warning or above) with the labels of ``tests/diagnosis/test_diagnosis_suite.py``:
 a problem is right when every required kind is found, nothing outside the required and
 allowed kinds is, and it is called healthy exactly when nothing is required. Prints one
 line per problem, then per kind the problems that needed it and found it (recall) and
@@ -23,7 +23,7 @@ import torch
 import graddoctor as gd
 
 from .diagnosis_problems import PROBLEMS
-from .test_diagnosis_suite import LABELS
+from .diagnosis.test_diagnosis_suite import LABELS
 
 
 def evaluate(folder: Path) -> list[dict]:

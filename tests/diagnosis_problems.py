@@ -1,6 +1,6 @@
 """The labelled problems of the diagnosis suite: each builds a Problem on local data.
 
-The truth of each label is measured inside tests/test_diagnosis_suite.py by a naive
+The truth of each label is measured inside tests/diagnosis/test_diagnosis_suite.py by a naive
 computation written there, independently of the detectors.
 """
 
@@ -59,7 +59,7 @@ def mlp(widths, activation, init=None, bias_init=None, batchnorm=False, seed=0):
 
 
 def relu5(batchnorm: bool) -> Problem:
-    """Seed 004's 5 x 100 ReLU MLP with a poor init (normal std 0.01), with and without BN."""
+    """Godoy's 5 x 100 ReLU MLP with a poor init (normal std 0.01), with and without BN."""
     model = mlp([10] + [100] * 5 + [1], nn.ReLU, init=lambda w: nn.init.normal_(w, std=0.01), batchnorm=batchnorm)
     return Problem(model, regression_batches(), nn.MSELoss(), name=f"relu5{'-bn' if batchnorm else ''}")
 
@@ -88,7 +88,7 @@ def relu30(init: str) -> Problem:
 
 
 def deep_linear(scale: float, depth: int = 20, width: int = 16) -> Problem:
-    """Seed 003's deep linear network with weight matrices scaled orthogonal * w."""
+    """The lecture slides' deep linear network with weight matrices scaled orthogonal * w."""
     torch.manual_seed(0)
     layers = OrderedDict()
     for i in range(depth):
@@ -117,7 +117,7 @@ class RNNRegressor(nn.Module):
 
 
 def sequence_batches(length=40, features=3, batch=16, count=4, seed=0):
-    """The target depends on the first time step only: a long-range dependency (seed 001)."""
+    """The target depends on the first time step only: a long-range dependency (Pascanu et al. 2013)."""
     g = _gen(seed)
     out = []
     for _ in range(count):

@@ -130,7 +130,7 @@ def test_diagnosis_names_no_remedy():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_has_remedies_declared_in_the_registry(kind):
-    # the refinements of a kind are checked in tests/test_remedy_treats.py
+    # the refinements of a kind are checked in tests/remedies/test_remedy_treats.py
     remedies = remedies_for(kind)
     assert remedies, f"no remedy declares that it treats {kind!r}"
     assert all(remedy.id in available() for remedy in remedies)

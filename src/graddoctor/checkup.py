@@ -3,7 +3,10 @@
 The caller's model and optimizer are never touched: training runs on a deep copy, and
 the global random state is restored afterwards. Training stops at the first non-finite
 loss or weight; the failing step is then replayed from the parameters before it under
-``locate_nonfinite`` to name the module where the NaN/Inf began.
+``locate_nonfinite`` to name the module where the NaN/Inf began. A ``torch.compile``-d
+model is checked eagerly, on a copy of its ``_orig_mod``: a checkup is a short run where
+activation statistics matter more than speed, and the Monitor records none on a
+compiled model.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ._paths import timestamped_run_path
 from .diagnosis.diagnose import diagnose
 from .diagnosis.findings import Diagnosis
 from .monitor import Monitor
-from .probes.nonfinite_replay import locate_nonfinite
+from .probes.nonfinite_replay import eager_module, locate_nonfinite
 from .problem import OptimizerFactory, Problem, train_step
 from .theory import recurrent_spectra
 
@@ -76,8 +79,8 @@ def checkup(
         steps: training steps to record (activations and gradients at every step).
         run_path: where to write the run file (default ``runs/checkup-<time>.gdr``).
         seed: the random seed of the copy's training (dropout, shuffles).
-        control: also evaluate the untrained copy on the same batches (seed 003's
-            "train with 0 learning rate and compare").
+        control: also evaluate the untrained copy on the same batches (the lecture's
+            advice: "train with 0 learning rate and compare").
 
     Returns:
         the ``Diagnosis``; ``diagnosis.run_path`` is the recorded run.
@@ -88,8 +91,8 @@ def checkup(
     path = Path(run_path) if run_path is not None else _default_path()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = copy.deepcopy(problem.model)
-        initial = copy.deepcopy(problem.model)
+        model = copy.deepcopy(eager_module(problem.model))
+        initial = copy.deepcopy(eager_module(problem.model))
         optimizer_ = problem.make_optimizer(model)
         batches = problem.take(steps)
         monitor = Monitor(model, optimizer_, path=path, activations_every=1, overwrite=run_path is not None,

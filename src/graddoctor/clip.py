@@ -2,40 +2,11 @@
 
 ``clip_grad_norm_``, ``clip_grad_value_``, ``get_total_norm`` and ``clip_grads_with_norm_``
 take torch's arguments and give its results; ``clip_norm_``, ``clip_value_`` and
-``total_norm`` are graddoctor 0.x's names, kept for one release. See
-:mod:`graddoctor.remedies.clip`.
+``total_norm`` are graddoctor 0.x's names, kept for one release. The names and their
+list live in :mod:`graddoctor.remedies.clip`; this module re-exports them.
 """
 
-from graddoctor.remedies.clip import (
-    NONFINITE_POLICIES,
-    BackwardClipHandle,
-    QuantileClipper,
-    adaptive_clip_,
-    clip_during_backward,
-    clip_grad_norm_,
-    clip_grad_value_,
-    clip_grads_with_norm_,
-    clip_norm_,
-    clip_value_,
-    get_total_norm,
-    total_norm,
-    unitwise_norm,
-    unitwise_ratios,
-)
+from graddoctor.remedies import clip as _family
+from graddoctor.remedies.clip import *  # noqa: F403
 
-__all__ = [
-    "NONFINITE_POLICIES",
-    "BackwardClipHandle",
-    "QuantileClipper",
-    "adaptive_clip_",
-    "clip_during_backward",
-    "clip_grad_norm_",
-    "clip_grad_value_",
-    "clip_grads_with_norm_",
-    "clip_norm_",
-    "clip_value_",
-    "get_total_norm",
-    "total_norm",
-    "unitwise_norm",
-    "unitwise_ratios",
-]
+__all__ = _family.__all__

@@ -1,6 +1,7 @@
 """The built-in demonstration runs behind ``graddoctor demo``.
 
-``run_exploding_regression`` is seed 004's run, recorded until NaN; ``run_scenarios``
+``run_exploding_regression`` is the exploding regression of Godoy's "Deep Learning with
+PyTorch Step-by-Step" (unscaled targets, SGD at lr 0.01), recorded until NaN; ``run_scenarios``
 diagnoses every built-in scenario, checks its variants against what the literature
 reports, compares its remedies and writes one HTML page per scenario plus an index.
 Nothing here prints: ``graddoctor.cli._demo`` presents these runs.
@@ -34,7 +35,7 @@ class DemoResult:
 
 
 def run_exploding_regression(path: str | os.PathLike, *, epochs: int = 2, progress: Any = None) -> DemoResult:
-    """Train seed 004's regression for ``epochs`` epochs under a Monitor, as the seed does.
+    """Train the exploding regression (unscaled targets) for ``epochs`` epochs under a Monitor.
 
     Args:
         path: the run file to write (replaced if it exists).
@@ -141,7 +142,7 @@ def run_scenarios(out_dir: str | os.PathLike = "graddoctor-report", names: list[
 
 
 def _linear_theory_runs(folder: Path, notes: dict) -> list[tuple[str, dict]]:
-    """Seed 003's chain fed one input x with loss a_n, recorded once per w, for the
+    """The deep linear scalar chain fed one input x with loss a_n, recorded once per w, for the
     measured-vs-closed-form figure (the figure reads w, b, x from each run's config)."""
     import torch
 

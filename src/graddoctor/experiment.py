@@ -1,6 +1,6 @@
 """Side-by-side trials of remedies on one problem: ``compare`` -> ``Comparison``.
 
-"Experiment! Find out what works and see what fails" (seed 002). Every trial starts from
+"Experiment! Find out what works and see what fails" (MachineCurve 2019). Every trial starts from
 the same initial weights (a copy of the problem's model, before the remedy transforms
 it) and sees the same batches in the same order; each is recorded to its own run file
 and diagnosed afterwards.

@@ -1,37 +1,9 @@
-"""``graddoctor.init``: weight initialisation schemes (see :mod:`graddoctor.remedies.init`)."""
+"""``graddoctor.init``: weight initialisation schemes.
 
-from graddoctor.remedies.init import (
-    TRUNCATED_NORMAL_STD,
-    InitChoice,
-    LSUVLayer,
-    fan_in_and_fan_out,
-    glorot_normal_,
-    glorot_uniform_,
-    he_normal_,
-    he_uniform_,
-    identity_,
-    init_model_,
-    lecun_normal_,
-    lecun_uniform_,
-    lsuv_,
-    orthogonal_,
-    variance_scaling_,
-)
+The names and their list live in :mod:`graddoctor.remedies.init`; this module re-exports them.
+"""
 
-__all__ = [
-    "TRUNCATED_NORMAL_STD",
-    "InitChoice",
-    "LSUVLayer",
-    "fan_in_and_fan_out",
-    "glorot_normal_",
-    "glorot_uniform_",
-    "he_normal_",
-    "he_uniform_",
-    "identity_",
-    "init_model_",
-    "lecun_normal_",
-    "lecun_uniform_",
-    "lsuv_",
-    "orthogonal_",
-    "variance_scaling_",
-]
+from graddoctor.remedies import init as _family
+from graddoctor.remedies.init import *  # noqa: F403
+
+__all__ = _family.__all__

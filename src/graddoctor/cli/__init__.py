@@ -1,8 +1,10 @@
 """The ``graddoctor`` command: a thin typer layer over the library.
 
-Each command parses its options, calls the library and prints; the printing lives beside it:
-``_console`` (the per-layer table), ``_progress`` (progress bars), ``_demo`` (what
-``graddoctor demo`` shows) and ``_run_command`` (``graddoctor run``).
+Each command checks its options, calls the library and prints; the printing lives beside
+it: ``_console`` (the per-layer table), ``_progress`` (progress bars), ``_demo`` (what
+``graddoctor demo`` shows) and ``_run_command`` (``graddoctor run``). ``_errors`` turns
+every failure into exit 2 and one line, ``_outputs`` checks output paths first and
+``_targets`` imports ``PKG.MODULE:FUNCTION`` targets.
 """
 
 from __future__ import annotations
@@ -11,68 +13,52 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ..report.figures import FIGURES
 from ._console import make_console
+from ._errors import EXIT_BAD_INPUT, check_range, fail, guard, move_debug_flag, set_debug
+from ._outputs import output_file, output_folder
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find, explain and fix vanishing and exploding gradients.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Find, explain and fix vanishing and exploding gradients.",
+)
 console = make_console()
-EXIT_BAD_INPUT = 2
+MAX_STEPS = 1_000_000  # checkup and compare are short runs; this bounds a typo's cost
+MAX_SEEDS = 1_000
+
+__all__ = ["EXIT_BAD_INPUT", "app", "main"]
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(EXIT_BAD_INPUT)
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="on an error, print its traceback too"),
+) -> None:
+    set_debug(debug)
 
 
 @app.command()
 def show(
-    run_path: Path = typer.Argument(..., metavar="RUN.gdr", help="a run file written by the Monitor"),
+    run_path: Path = typer.Argument(
+        ..., metavar="RUN.gdr", help="a run file written by the Monitor"
+    ),
     step: int | None = typer.Option(None, "--step", help="the step to show (default: the last)"),
 ) -> None:
     """Per-layer table of one recorded step, in depth order, with a log10 gradient-norm bar."""
-    from ..store import RunFileError, open_run
+    from ..store import open_run
     from ..views import layer_rows
     from ._console import layer_table
 
-    try:
+    with guard(console):
         run = open_run(run_path)
         found, rows = layer_rows(run, step)
-    except (FileNotFoundError, RunFileError, KeyError) as err:
-        _fail(str(err).strip('"'))
-    last = run.steps()
-    console.print(layer_table(rows, found, title=f"{run_path} · step {found} of {int(last[-1]) if last.size else 0}"))
-
-
-def load_problem(target: str):
-    """Import ``PKG.MODULE:FUNCTION`` (or ``path/to/file.py:FUNCTION``) and call it for a Problem."""
-    import importlib
-    import importlib.util
-
-    from ..problem import Problem
-
-    module_name, sep, function_name = target.partition(":")
-    if not sep or not module_name or not function_name:
-        _fail(f"expected PKG.MODULE:FUNCTION, got {target!r}")
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        if module_name.endswith(".py"):
-            spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
-            if spec is None or spec.loader is None:
-                _fail(f"cannot load {module_name}")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except (ImportError, FileNotFoundError) as err:
-        _fail(f"cannot import {module_name}: {err}")
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        _fail(f"{module_name} has no function {function_name!r}")
-    problem = function()
-    if not isinstance(problem, Problem):
-        _fail(f"{target} returned {type(problem).__name__}, not a graddoctor.Problem")
-    return problem
+        last = run.steps()
+        table = layer_table(
+            rows, found, title=f"{run_path} · step {found} of {int(last[-1]) if last.size else 0}"
+        )
+    console.print(table)
 
 
 def _report(diagnosis, as_json: bool) -> None:
@@ -83,9 +69,18 @@ def _report(diagnosis, as_json: bool) -> None:
     raise typer.Exit(diagnosis.exit_code)  # 0 healthy, 1 findings, 3 insufficient data
 
 
+def _problem(target: str):
+    from ._targets import load_problem
+
+    with guard(console):
+        return load_problem(target)
+
+
 @app.command()
 def checkup(
-    target: str = typer.Argument(..., metavar="PKG.MODULE:FUNCTION", help="a function returning a graddoctor.Problem"),
+    target: str = typer.Argument(
+        ..., metavar="PKG.MODULE:FUNCTION", help="a function returning a graddoctor.Problem"
+    ),
     steps: int = typer.Option(30, "--steps", help="training steps to record"),
     as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json()"),
     out: Path | None = typer.Option(None, "--out", "-o", help="run file to write"),
@@ -93,37 +88,43 @@ def checkup(
     """Train a copy of the problem's model briefly and diagnose it. Exit 0 healthy, 1 findings, 2 bad input, 3 insufficient data."""
     from ..checkup import checkup as run_checkup
 
-    problem = load_problem(target)
-    try:
+    check_range(console, "--steps", steps, 1, MAX_STEPS)
+    if out is not None:
+        output_file(console, "--out", out, "checkup.gdr")
+    problem = _problem(target)
+    with guard(console, f"the checkup of {target} failed: "):
         diagnosis = run_checkup(problem, steps=steps, run_path=out)
-    except (ValueError, TypeError) as err:
-        _fail(str(err))
     _report(diagnosis, as_json)
 
 
 @app.command()
 def diagnose(
-    run_path: Path = typer.Argument(..., metavar="RUN.gdr", help="a run file written by the Monitor"),
+    run_path: Path = typer.Argument(
+        ..., metavar="RUN.gdr", help="a run file written by the Monitor"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json()"),
 ) -> None:
     """Diagnose a recorded run. Exit 0 healthy, 1 findings, 2 bad input, 3 insufficient data."""
     from ..diagnosis import diagnose as run_diagnose
-    from ..store import RunFileError
 
-    try:
+    with guard(console):
         diagnosis = run_diagnose(run_path)
-    except (FileNotFoundError, RunFileError) as err:
-        _fail(str(err))
     _report(diagnosis, as_json)
 
 
 @app.command()
 def compare(
-    target: str = typer.Argument(..., metavar="PKG.MODULE:FUNCTION", help="a function returning a graddoctor.Problem"),
-    remedy: list[str] = typer.Option([], "--remedy", "-r", help="remedy id (repeat; a+b chains); default: the diagnosis's"),
+    target: str = typer.Argument(
+        ..., metavar="PKG.MODULE:FUNCTION", help="a function returning a graddoctor.Problem"
+    ),
+    remedy: list[str] = typer.Option(
+        [], "--remedy", "-r", help="remedy id (repeat; a+b chains); default: the diagnosis's"
+    ),
     steps: int = typer.Option(100, "--steps"),
     seeds: int = typer.Option(1, "--seeds", help="number of seeds (mean and spread)"),
-    out: Path = typer.Option(Path("runs/compare"), "--out", "-o", help="folder for the run files and comparison.json"),
+    out: Path = typer.Option(
+        Path("runs/compare"), "--out", "-o", help="folder for the run files and comparison.json"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
 ) -> None:
     """Run the baseline and remedies side by side from the same start and rank them."""
@@ -132,25 +133,34 @@ def compare(
     from ..remedies import get_remedy
     from ._progress import TrialProgress
 
-    problem = load_problem(target)
+    check_range(console, "--steps", steps, 1, MAX_STEPS)
+    check_range(console, "--seeds", seeds, 1, MAX_SEEDS)
     specs = [r.split("+") if "+" in r else r for r in remedy]
-    try:
+    with guard(console):
         for spec in specs:
             for rid in spec if isinstance(spec, list) else [spec]:
                 get_remedy(rid)
+    output_folder(console, "--out", out)
+    problem = _problem(target)
+    with guard(console, f"comparing remedies on {target} failed: "):
         if not specs:
             diagnosis = run_checkup(problem, steps=min(steps, 30), run_path=out / "checkup.gdr")
             specs = [r for r in diagnosis.remedies() if get_remedy(r).applicable(problem)[0]][:4]
-            console.print(f"diagnosis: {diagnosis.summary} trying: {', '.join(specs) or 'nothing'}")
+            console.print(
+                f"diagnosis: {escape(diagnosis.summary)} trying: {escape(', '.join(specs) or 'nothing')}"
+            )
         with TrialProgress(console, len(specs) + 1, seeds, steps) as advance:
-            comparison = run_compare(problem, specs, steps=steps, seeds=seeds, out_dir=out, progress=advance)
-    except (KeyError, ValueError, TypeError) as err:
-        _fail(str(err).strip('"'))
+            comparison = run_compare(
+                problem, specs, steps=steps, seeds=seeds, out_dir=out, progress=advance
+            )
     if as_json:
         print(comparison.to_json())
     else:
         console.print(comparison)
-        console.print(f"runs and comparison.json in {out}; graddoctor report {out / 'comparison.json'} -o report.html")
+        where = escape(str(out))
+        console.print(
+            f"runs and comparison.json in {where}; graddoctor report {escape(str(out / 'comparison.json'))} -o report.html"
+        )
 
 
 @app.command()
@@ -161,42 +171,54 @@ def plot(
 ) -> None:
     """Draw one figure of a recorded run to a PNG or SVG file."""
     from ..report import save_figure
-    from ..store import RunFileError
 
-    try:
+    output_file(console, "--out", out, f"{kind}.png")
+    with guard(console):
         written = save_figure(run_path, kind, out)
-    except (FileNotFoundError, RunFileError, ValueError) as err:
-        _fail(str(err))
-    console.print(f"wrote {written}")
+    console.print(f"wrote {escape(str(written))}")
 
 
 @app.command()
 def report(
-    source: Path = typer.Argument(..., metavar="RUN_OR_COMPARISON", help="a .gdr run, a comparison.json or its folder"),
+    source: Path = typer.Argument(
+        ..., metavar="RUN_OR_COMPARISON", help="a .gdr run, a comparison.json or its folder"
+    ),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="the HTML file to write"),
 ) -> None:
     """Write a self-contained HTML report (findings, figures, comparison, metadata)."""
     from ..report.html import comparison_report, run_report
-    from ..store import RunFileError
 
     if source.is_dir():
         source = source / "comparison.json"
-    try:
-        written = comparison_report(source, out) if source.suffix == ".json" else run_report(source, out)
-    except (FileNotFoundError, RunFileError, ValueError, KeyError) as err:
-        _fail(str(err))
-    console.print(f"wrote {written}")
+    output_file(console, "--out", out, "report.html")
+    with guard(console):
+        written = (
+            comparison_report(source, out) if source.suffix == ".json" else run_report(source, out)
+        )
+    console.print(f"wrote {escape(str(written))}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    script: Path = typer.Argument(..., metavar="SCRIPT.py", help="an unmodified PyTorch training script"),
-    out_dir: Path = typer.Option(Path("runs"), "--out-dir", "-o", help="folder of the run files (one per optimizer)"),
-    every: int = typer.Option(1, "--every", help="record gradient and weight statistics every N steps"),
-    activations_every: int = typer.Option(10, "--activations-every", help="record activations every N steps (0: never)"),
-    no_locate: bool = typer.Option(False, "--no-locate", help="do not replay the first NaN/Inf step to find its source"),
-    as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json(), one line per run"),
+    script: Path = typer.Argument(
+        ..., metavar="SCRIPT.py", help="an unmodified PyTorch training script"
+    ),
+    out_dir: Path = typer.Option(
+        Path("runs"), "--out-dir", "-o", help="folder of the run files (one per optimizer)"
+    ),
+    every: int = typer.Option(
+        1, "--every", help="record gradient and weight statistics every N steps"
+    ),
+    activations_every: int = typer.Option(
+        10, "--activations-every", help="record activations every N steps (0: never)"
+    ),
+    no_locate: bool = typer.Option(
+        False, "--no-locate", help="do not replay the first NaN/Inf step to find its source"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="print Diagnosis.to_json(), one line per run"
+    ),
 ) -> None:
     """Run SCRIPT.py unmodified with a Monitor on every optimizer; print the diagnosis (also on a crash).
 
@@ -205,37 +227,57 @@ def run(
     from ._run_command import run_script
 
     if every < 1 or activations_every < 0:
-        _fail(f"--every must be >= 1 and --activations-every >= 0, got {every} and {activations_every}")
-    try:
-        code = run_script(script, list(ctx.args), out_dir, every=every, activations_every=activations_every,
-                          locate=not no_locate, as_json=as_json, console=console)
-    except (FileNotFoundError, TypeError, ValueError) as err:
-        _fail(str(err))
+        fail(
+            console,
+            f"--every must be >= 1 and --activations-every >= 0, got {every} and {activations_every}",
+        )
+    if not script.is_file():
+        fail(console, f"no training script at {script}: pass the path of a Python file")
+    output_folder(console, "--out-dir", out_dir)
+    with guard(console):
+        code = run_script(
+            script,
+            list(ctx.args),
+            out_dir,
+            every=every,
+            activations_every=activations_every,
+            locate=not no_locate,
+            as_json=as_json,
+            console=console,
+        )
     raise typer.Exit(code)
 
 
 @app.command()
 def demo(
-    name: str | None = typer.Argument(None, help="one scenario (default: all; see graddoctor.scenarios.available())"),
-    out: Path = typer.Option(Path("graddoctor-report"), "--out", "-o", help="folder of the HTML report and runs"),
-    epochs: int = typer.Option(2, help="epochs of the exploding regression run (Godoy's unscaled targets)"),
+    name: str | None = typer.Argument(
+        None, help="one scenario (default: all; see graddoctor.scenarios.available())"
+    ),
+    out: Path = typer.Option(
+        Path("graddoctor-report"), "--out", "-o", help="folder of the HTML report and runs"
+    ),
+    epochs: int = typer.Option(2, help="epochs of the exploding regression run"),
 ) -> None:
-    """The exploding regression (unscaled targets, after Godoy) step by step, then every built-in scenario diagnosed,
+    """The exploding regression (unscaled targets) step by step, then every built-in scenario diagnosed,
     treated and reported (graddoctor-report/index.html)."""
     from ..scenarios import available
     from ._demo import regression_walkthrough, scenarios_overview
 
     if name is not None and name not in available():
-        _fail(f"no scenario {name!r}; scenarios: {', '.join(available())}")
-    if name in (None, "exploding-regression"):
-        regression_walkthrough(console, out / "runs" / "exploding-regression-walkthrough.gdr", epochs)
-    scenarios_overview(console, out, name)
+        fail(console, f"no scenario {name!r}; scenarios: {', '.join(available())}")
+    check_range(console, "--epochs", epochs, 1, 1000)
+    output_folder(console, "--out", out)
+    with guard(console, "the demo failed: "):
+        if name in (None, "exploding-regression"):
+            regression_walkthrough(
+                console, out / "runs" / "exploding-regression-walkthrough.gdr", epochs
+            )
+        scenarios_overview(console, out, name)
 
 
 def main() -> None:
     """Entry point of the ``graddoctor`` script."""
     try:
-        app()
+        app(args=move_debug_flag(sys.argv[1:]), prog_name="graddoctor")
     except KeyboardInterrupt:
         sys.exit(130)
-

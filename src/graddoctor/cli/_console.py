@@ -1,4 +1,8 @@
-"""Rich renderings for the command line (imported by the CLI only, never by the library)."""
+"""Rich renderings for the command line (imported by the CLI only, never by the library).
+
+Layer names and types come from a run file: they are shown inert (no escape sequences,
+no markup), see :mod:`graddoctor._render_text`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._numbers import format_number
+from .._render_text import inert_text
 from ..views import LayerRow
 
 BAR_WIDTH = 12
@@ -42,22 +47,44 @@ def log_bar(value: float, lo: float, hi: float) -> Text:
 
 def layer_table(rows: list[LayerRow], step: int | None, title: str = "") -> Table:
     """The per-layer table of ``graddoctor show``."""
-    table = Table(title=title or f"step {step}", title_justify="left", header_style="bold")
-    for header in ("layer", "type", "grad norm", "log10 grad norm", "weight norm", "update/weight",
-                   "act mean", "act std", "saturated", "dead", "dL/d out"):
-        table.add_column(header, justify="left" if header in ("layer", "type", "log10 grad norm") else "right",
-                         no_wrap=True)
-    exponents = [math.log10(r.grad_norm) for r in rows if r.grad_norm and math.isfinite(r.grad_norm) and r.grad_norm > 0]
+    table = Table(
+        title=inert_text(title or f"step {step}"), title_justify="left", header_style="bold"
+    )
+    for header in (
+        "layer",
+        "type",
+        "grad norm",
+        "log10 grad norm",
+        "weight norm",
+        "update/weight",
+        "act mean",
+        "act std",
+        "saturated",
+        "dead",
+        "dL/d out",
+    ):
+        table.add_column(
+            header,
+            justify="left" if header in ("layer", "type", "log10 grad norm") else "right",
+            no_wrap=True,
+        )
+    exponents = [
+        math.log10(r.grad_norm)
+        for r in rows
+        if r.grad_norm and math.isfinite(r.grad_norm) and r.grad_norm > 0
+    ]
     lo, hi = (min(exponents), max(exponents)) if exponents else (0.0, 1.0)
     lo = min(lo, hi - 1)
     for row in rows:
         nonfinite_grad = (row.grad_nonfinite or 0) > 0
         nonfinite = nonfinite_grad or (row.act_nonfinite or 0) > 0
         table.add_row(
-            Text(row.name or "(model)", style="bold red" if nonfinite else ""),
-            row.type,
+            inert_text(row.name or "(model)", style="bold red" if nonfinite else ""),
+            inert_text(row.type),
             "nan" if nonfinite_grad and math.isnan(row.grad_norm) else _fmt(row.grad_norm),
-            Text("nan", style="bold red") if nonfinite_grad and math.isnan(row.grad_norm) else log_bar(row.grad_norm, lo, hi),
+            Text("nan", style="bold red")
+            if nonfinite_grad and math.isnan(row.grad_norm)
+            else log_bar(row.grad_norm, lo, hi),
             _fmt(row.weight_norm),
             _fmt(row.update_ratio),
             _fmt(row.act_mean),

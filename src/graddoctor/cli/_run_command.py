@@ -46,34 +46,48 @@ def run_script(
         FileNotFoundError: no such script.
         TypeError: ``args`` is one string instead of a list.
     """
-    from rich.markup import escape
-
+    from .._render_text import inert_text
     from ..diagnosis import diagnose
 
     if console is None:
         from ._console import make_console
 
         console = make_console()
-    result = run_instrumented(script, args, out_dir, every=every, activations_every=activations_every or None,
-                              modules=modules, locate=locate)
+    result = run_instrumented(
+        script,
+        args,
+        out_dir,
+        every=every,
+        activations_every=activations_every or None,
+        modules=modules,
+        locate=locate,
+    )
     sys.stdout.flush()
     if result.traceback:
         print(result.traceback, end="", file=sys.stderr)
         sys.stderr.flush()
     if not result.run_paths:
-        message = "graddoctor: no optimizer stepped, nothing was recorded"
+        message = (
+            "graddoctor: nothing was recorded: no optimizer stepped, or monitoring could not "
+            "start (its reason is in the warning above)"
+        )
         if as_json:
             print(message, file=sys.stderr)
         else:
-            console.print(f"[yellow]{message}[/]")
+            console.print(message, style="yellow", markup=False)
     for path in result.run_paths:
         diagnosis = diagnose(path)
         if as_json:
             print(diagnosis.to_json(indent=None))
             continue
-        console.rule(f"[bold]graddoctor · {path.name}")
+        console.rule(inert_text(f"graddoctor · {path.name}", style="bold"))
         if result.error is not None:
-            console.print(f"[bold red]the script ended with {type(result.error).__name__}:[/] "
-                          f"{escape(str(result.error))}", highlight=False)
+            console.print(
+                inert_text(
+                    f"the script ended with {type(result.error).__name__}: ", style="bold red"
+                )
+                + inert_text(result.error),
+                highlight=False,
+            )
         console.print(diagnosis)
     return result.exit_code

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..monitor._compiled import ACTIVATIONS_SKIPPED
 from ..views import RunView
 from . import thresholds as T
 from ._common import plural
@@ -67,8 +68,10 @@ def evidence_gaps(view: RunView) -> tuple[list[str], list[str]]:
             f"fewer than {T.LOSS_WINDOW + 1} finite losses: a diverging loss was not checked"
         )
     if not view.modules.stats:
+        skipped = view.run.events(ACTIVATIONS_SKIPPED)
+        why = f" ({skipped[0].get('reason')})" if skipped else ""
         limits.append(
-            "no activation statistics were recorded: the signal over depth, saturation and dead "
-            "units were not checked"
+            f"no activation statistics were recorded{why}: the signal over depth, saturation "
+            "and dead units were not checked"
         )
     return insufficient, limits

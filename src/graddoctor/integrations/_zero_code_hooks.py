@@ -5,38 +5,23 @@ from __future__ import annotations
 import atexit
 import os
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.optim import optimizer as optimizer_module
 
-from .._foreach import norms
 from .._paths import run_stamp
-from ..monitor import Monitor
+from ..monitor._optimizers import after_first_call, step_closure
 from ..monitor.schedules import Schedule, as_schedule
-from ..probes.nonfinite_replay import locate_nonfinite
-from ._zero_code_models import RootTracker, model_for, optimizer_parameters, replay_batch
+from ._zero_code_backward import BackwardSteps
+from ._zero_code_losses import StepLosses
+from ._zero_code_models import RootTracker, Watched, covering_root, model_for, optimizer_parameters
+from ._zero_code_nonfinite import crash_loss, latest_loss, localise, nonfinite
+from ._zero_code_runs import RunSettings, close_run, drop_run
 
 MAX_REPLAYS = 3  # replays of non-finite steps per optimizer that found no source
 _ACTIVE: list[Instrumentation] = []
-
-
-@dataclass
-class _Watched:
-    """One optimizer under a Monitor, and what was done about its NaNs."""
-
-    optimizer: torch.optim.Optimizer
-    monitor: Monitor
-    model: torch.nn.Module
-    is_root: bool
-    handle: Any = None
-    logged_order: int = 0
-    step_loss: torch.Tensor | None = None
-    replays: int = 0
-    located: bool = False
 
 
 class Instrumentation:
@@ -66,20 +51,32 @@ class Instrumentation:
         locate: bool = True,
         config: dict[str, Any] | None = None,
     ) -> None:
-        self.out_dir = Path(out_dir)
-        self.name = name
-        self.every = as_schedule(every)
         activation_schedule = as_schedule(activations_every)
-        self.activations_every: Schedule = lambda step: step > 0 and activation_schedule(step)
-        self.modules = modules
+        self.settings = RunSettings(
+            Path(out_dir),
+            name,
+            run_stamp(),
+            as_schedule(every),
+            lambda step: step > 0 and activation_schedule(step),
+            modules,
+            dict(config or {}),
+        )
         self.locate = locate
-        self.config = dict(config or {})
-        self.stamp = run_stamp()
-        self.tracker = RootTracker()
-        self.watched: dict[torch.optim.Optimizer, _Watched | None] = {}
+        self.backward_steps = BackwardSteps(self._attach_backward, self._check)
+        self.tracker = RootTracker(
+            on_root_call=lambda module: self._guarded(
+                "record the backward() step", self.backward_steps.on_forward, module
+            )
+        )
+        self.watched: dict[torch.optim.Optimizer, Watched | None] = {}
         self.run_paths: list[Path] = []
+        self.losses = StepLosses()
         self._loss: tuple[int, torch.Tensor] | None = None  # (call order, last backpropagated loss)
         self._last_step_order = 0
+        # the optimizers inside step(), outermost first; whether the step's loss is taken
+        # (later backwards inside the step are its closure's line search)
+        self._stepping: list[torch.optim.Optimizer] = []
+        self._step_loss_taken = False
         self._handles: list[Any] = []
         self._original_backward: Any = None
         self.installed = False
@@ -88,15 +85,20 @@ class Instrumentation:
     def install(self) -> Instrumentation:
         """Install the global hooks and wrap ``torch.autograd.backward``."""
         if _ACTIVE:
-            raise RuntimeError("graddoctor's zero-code instrumentation is already installed in this process")
+            raise RuntimeError(
+                "graddoctor's zero-code instrumentation is already installed in this process"
+            )
         original = torch.autograd.backward
 
         def backward(*args: Any, **kwargs: Any) -> Any:
-            self._note_backward(args[0] if args else kwargs.get("tensors"))
-            return original(*args, **kwargs)
+            loss = self._before_backward(args[0] if args else kwargs.get("tensors"))
+            result = original(*args, **kwargs)
+            self._after_backward(loss)
+            return result
 
         self.tracker.install()
         self._handles.append(optimizer_module.register_optimizer_step_pre_hook(self._on_step))
+        self._handles.append(optimizer_module.register_optimizer_step_post_hook(self._on_step_end))
         self._original_backward, torch.autograd.backward = original, backward
         atexit.register(self.close)
         _ACTIVE.append(self)
@@ -123,10 +125,14 @@ class Instrumentation:
             error: the exception that ended the script, or None after a normal exit.
         """
         try:
-            open_ = [w for w in self.watched.values() if w is not None and not w.monitor.closed]
-            owner, crash_loss = self._crash_loss(open_) if error is not None else (None, None)
+            self._guarded("close the last backward() step", self.backward_steps.close_step)
+            runs = [*self.watched.values(), self.backward_steps.watched]
+            open_ = [w for w in runs if w is not None and not w.monitor.closed]
+            loss = latest_loss(self.tracker, self._loss) if error else None
+            owner, lost = crash_loss(open_, self.tracker, loss, self._last_step_order)
             for watched in open_:
-                self._close_monitor(watched, error, crash_loss if watched is owner else None)
+                lost_here = lost if watched is owner else None
+                close_run(watched, error, lost_here, self.tracker, self.locate)
         finally:
             self.remove()
 
@@ -136,129 +142,145 @@ class Instrumentation:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.close(exc)
 
-    # -- hooks -----------------------------------------------------------------------
-    def _note_backward(self, tensors: Any) -> None:
+    # -- backward --------------------------------------------------------------------
+    def _before_backward(self, tensors: Any) -> torch.Tensor | None:
+        """Note the loss ``backward()`` receives (a one-element tensor); close a hand-updated step."""
+        if self.tracker.paused:
+            return None
+        self._guarded("record the backward() step", self.backward_steps.close_step)
         if isinstance(tensors, (tuple, list)) and len(tensors) == 1:
             tensors = tensors[0]
-        if isinstance(tensors, torch.Tensor) and tensors.numel() == 1 and not self.tracker.paused:
-            self.tracker.order += 1
-            self._loss = (self.tracker.order, tensors.detach().reshape(()))
+        if not isinstance(tensors, torch.Tensor) or tensors.numel() != 1:
+            return None
+        loss = tensors.detach().reshape(())
+        self.tracker.order += 1
+        self._loss = (self.tracker.order, loss)
+        if not (self._stepping and self._step_loss_taken):  # not a closure's later evaluation
+            self.losses.add(loss)
+        return loss
 
-    def _on_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self.tracker.paused:
+    def _after_backward(self, loss: torch.Tensor | None) -> None:
+        """While no optimizer has stepped, ``backward()`` is the step: measure its gradients."""
+        if self.tracker.paused or self.watched or self._stepping or self.backward_steps.ended:
             return
-        if optimizer not in self.watched:
-            self.watched[optimizer] = self._attach(optimizer)
         self._last_step_order = self.tracker.order
+        step = self.backward_steps.after_backward
+        self._guarded("record the backward() step", step, self.tracker.roots(), loss)
 
-    def _attach(self, optimizer: torch.optim.Optimizer) -> _Watched | None:
-        index = len(self.watched)
-        path = self.out_dir / f"{self.name}-{self.stamp}-opt{index}.gdr"
+    def _attach_backward(self, parameters: list[torch.Tensor]) -> Watched | None:
+        try:
+            model, is_root = model_for(None, self.tracker.roots(), parameters)
+            monitor = self.settings.start(
+                model, is_root, None, "backward", {"step": "backward()", "optimizer": None}
+            )
+        except Exception as err:  # never break the user's training
+            warnings.warn(f"graddoctor: not monitoring the backward() steps: {err}", stacklevel=4)
+            return None
+        self.run_paths.append(monitor.path)
+        return Watched(None, monitor, model, is_root, list(monitor.probes.params.params))
+
+    def _end_backward_steps(self) -> None:
+        """An optimizer steps: its steps are the script's; a run of ``backward()`` steps is dropped."""
+        watched = self.backward_steps.end()
+        if watched is not None:
+            drop_run(watched.monitor)
+            self.run_paths.remove(watched.monitor.path)
+
+    # -- optimizer steps -------------------------------------------------------------
+    def _on_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
+        if self.tracker.paused or self._wrapped_by_stepping(optimizer):
+            return None
+        self._stepping.append(optimizer)
+        self._step_loss_taken = False
+        self._last_step_order = self.tracker.order
+        if not self.backward_steps.ended:
+            self._guarded("drop the backward() run", self._end_backward_steps)
+        if optimizer in self.watched:
+            return None
+        self.watched[optimizer] = None
+        if (
+            step_closure(args, kwargs) is not None
+            and covering_root(optimizer_parameters(optimizer), self.tracker.roots()) is None
+        ):  # the closure calls the model inside step(): attach once it has
+            return after_first_call(args, kwargs, lambda: self._attach_in_step(optimizer))
+        self.watched[optimizer] = self._attach(optimizer)
+        return None
+
+    def _on_step_end(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if optimizer in self._stepping:
+            del self._stepping[self._stepping.index(optimizer) :]
+
+    def _wrapped_by_stepping(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Whether another optimizer is inside its step and holds every parameter of this one
+        (a wrapper stepping the optimizer it wraps: one run, the wrapper's)."""
+        if optimizer in self._stepping:  # left by a step that raised
+            del self._stepping[self._stepping.index(optimizer) :]
+        mine = {id(p) for p in optimizer_parameters(optimizer)}
+        return any(mine <= {id(p) for p in optimizer_parameters(outer)} for outer in self._stepping)
+
+    def _attach(self, optimizer: torch.optim.Optimizer) -> Watched | None:
+        index = list(self.watched).index(optimizer)  # in order of first step
+        name = type(optimizer).__name__
         try:
             model, is_root = model_for(optimizer, self.tracker.roots())
-            config = {**self.config, "optimizer_index": index, "optimizer": type(optimizer).__name__,
-                      "model_found": "root module" if is_root else "container of modules and parameters"}
-            monitor = Monitor(model, optimizer, path=path, every=self.every, activations_every=self.activations_every,
-                              modules=self.modules, config=config)
+            config = {"optimizer_index": index, "optimizer": name}
+            monitor = self.settings.start(model, is_root, optimizer, f"opt{index}", config)
         except Exception as err:  # never break the user's training
-            warnings.warn(f"graddoctor: not monitoring {type(optimizer).__name__} #{index}: {err}", stacklevel=3)
+            warnings.warn(f"graddoctor: not monitoring {name} #{index}: {err}", stacklevel=3)
             return None
-        self.run_paths.append(path)
-        watched = _Watched(optimizer, monitor, model, is_root)
+        self.run_paths.append(monitor.path)
+        watched = Watched(optimizer, monitor, model, is_root, optimizer_parameters(optimizer))
         # registered after the Monitor's pre-hook: it runs once the gradients are read, before the update
-        watched.handle = optimizer.register_step_pre_hook(lambda opt, a, k: self._check_step(watched))
+        watched.handle = optimizer.register_step_pre_hook(
+            lambda opt, a, k: self._check_hook(watched, a, k)
+        )
         return watched
 
-    def _check_step(self, watched: _Watched) -> None:
+    def _attach_in_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Attach after the closure's first call (the model is known now) and measure this step."""
+        watched = self.watched[optimizer] = self._attach(optimizer)
+        if watched is not None:
+            watched.monitor._begin_step(optimizer)  # its pre-hook came too late for this step
+            self._check_step(watched)
+
+    def _check_hook(self, watched: Watched, args: Any, kwargs: Any) -> Any:
+        if step_closure(args, kwargs) is not None:  # after the Monitor measured the first call
+            return after_first_call(args, kwargs, lambda: self._check_step(watched))
+        self._check_step(watched)
+        return None
+
+    def _check_step(self, watched: Watched) -> None:
+        """The step's loss (the backward group since the last step) is logged, then checked."""
+        self._step_loss_taken = True
+        group, loss = self.losses.take(), None
+        if group is not None and group[0] > watched.logged_group:
+            watched.logged_group, loss = group
+        self._check(watched, loss)
+
+    # -- loss and NaN ----------------------------------------------------------------
+    def _check(self, watched: Watched, loss: torch.Tensor | None) -> None:
+        """Log the step's loss; replay the batch when the loss or a gradient is NaN/Inf."""
         step = watched.monitor.step_index
         try:
-            self._log_loss(watched, step, self._loss)
-            if self.locate and not watched.located and watched.replays < MAX_REPLAYS and (
-                self._nonfinite(watched, watched.step_loss, [p.grad for p in optimizer_parameters(watched.optimizer)])
+            watched.step_loss = loss
+            if loss is not None:
+                watched.monitor.log(step=step, loss=loss)
+            if (
+                self.locate
+                and not watched.located
+                and watched.replays < MAX_REPLAYS
+                and (nonfinite(watched.monitor.device, loss, [p.grad for p in watched.params]))
             ):
-                self._localise(watched, step)
+                localise(watched, self.tracker, step)
         except Exception as err:  # never break the user's training
             watched.located = True
             warnings.warn(f"graddoctor: NaN check failed at step {step}: {err}", stacklevel=2)
 
-    # -- loss and NaN ----------------------------------------------------------------
-    def _log_loss(self, watched: _Watched, step: int, loss: tuple[int, torch.Tensor] | None) -> None:
-        """Log ``loss`` at ``step`` unless it was logged already (no backward since)."""
-        watched.step_loss = None
-        if loss is not None and loss[0] > watched.logged_order:
-            watched.monitor.log(step=step, loss=loss[1])
-            watched.logged_order, watched.step_loss = loss[0], loss[1]
-
-    def _latest_loss(self) -> tuple[int, torch.Tensor] | None:
-        """The last backpropagated loss, or the last loss module's output when it came later
-        (a script that raised on a NaN loss before calling ``backward``)."""
-        call = self.tracker.last_loss
-        if call is not None and call.output is not None and (self._loss is None or call.order > self._loss[0]):
-            return call.order, call.output.reshape(())
-        return self._loss
-
     @staticmethod
-    def _nonfinite(watched: _Watched, loss: torch.Tensor | None, tensors: Sequence[torch.Tensor | None]) -> bool:
-        """Whether the loss or the norm of any tensor is NaN/Inf (one host sync)."""
-        present = [t.detach() for t in tensors if t is not None]
-        device = watched.monitor.device
-        flags = [torch.isfinite(norms(present, 2.0, device)).all()] if present else []
-        if loss is not None:
-            flags.append(torch.isfinite(loss.to(device)))
-        return bool(flags) and not bool(torch.stack(flags).all())
-
-    def _localise(self, watched: _Watched, step: int) -> None:
-        """Replay the model's last batch under ``locate_nonfinite``; record the source found."""
-        watched.replays += 1
-        batch = replay_batch(watched.model, self.tracker) if watched.is_root else None
-        if batch is None:  # a container of several models, or no batch to replay
-            watched.located = True
-            return
-        inputs, targets, loss_fn = batch
-        writer = watched.monitor.writer
-        self.tracker.paused = True
+    def _guarded(what: str, action: Any, *args: Any) -> None:
         try:
-            report = locate_nonfinite(watched.model, inputs, targets, loss_fn)
-        except Exception as err:
-            watched.located = True
-            writer.add_event(step, "nonfinite_locate_failed", {"step": step, "error": f"{type(err).__name__}: {err}"})
-            return
-        finally:
-            self.tracker.paused = False
-        if report is not None:
-            watched.located = True
-            replay_loss = type(loss_fn).__name__ if isinstance(loss_fn, torch.nn.Module) else loss_fn.__name__
-            writer.add_event(step, "nonfinite_source", {**report.to_dict(), "step": step, "replay_loss": replay_loss})
-
-    def _crash_loss(self, open_: list[_Watched]) -> tuple[_Watched | None, torch.Tensor | None]:
-        """The loss of the step the script died in, and the optimizer it belongs to: the one
-        whose model was called last before that loss (None if no loss came after the last step)."""
-        loss = self._latest_loss()
-        if loss is None or loss[0] <= self._last_step_order:
-            return None, None
-        called = [(self._last_call_order(w, loss[0]), i, w) for i, w in enumerate(open_)]
-        called = [item for item in called if item[0] > 0]
-        return (max(called, key=lambda item: item[:2])[2], loss[1]) if called else (None, None)
-
-    def _last_call_order(self, watched: _Watched, before: int) -> int:
-        """When ``watched``'s model (or one of its container's modules) was last called before ``before``."""
-        modules = [watched.model] if watched.is_root else list(watched.model.children())
-        orders = [call.order for call in map(self.tracker.calls.get, modules) if call is not None]
-        return max([order for order in orders if order < before], default=0)
-
-    def _close_monitor(self, watched: _Watched, error: BaseException | None, crash_loss: torch.Tensor | None) -> None:
-        monitor = watched.monitor
-        try:
-            watched.handle.remove()
-            step = monitor.step_index
-            if error is not None:
-                if crash_loss is not None:
-                    monitor.log(step=step, loss=crash_loss)
-                params = list(watched.model.parameters())
-                if self.locate and not watched.located and self._nonfinite(watched, crash_loss, params):
-                    self._localise(watched, step)
-                monitor.writer.add_event(step, "exception", {"type": type(error).__name__, "message": str(error)})
-        except Exception as err:  # recording the crash must never hide it
-            warnings.warn(f"graddoctor: could not record the end of {monitor.path}: {err}", stacklevel=2)
-        finally:
-            monitor.close()
+            action(*args)
+        except Exception as err:  # never break the user's training
+            warnings.warn(
+                f"graddoctor: could not {what}: {type(err).__name__}: {err}", stacklevel=3
+            )

@@ -4,12 +4,15 @@ A *root* module is one called while no other module's forward is running: the mo
 the training loop calls, or its loss module. :class:`RootTracker` follows them with
 global module hooks and keeps, per root, the inputs of its last call (detached
 references, not copies) and the shape of its first output tensor; for loss modules
-(``nn.modules.loss._Loss``) it keeps the last call's target.
+(``nn.modules.loss._Loss``) it keeps the last call's target. Inside a region that
+``torch.compile`` traces the hooks do nothing (dynamo traces them as no-ops: no graph
+break, no guard): a compiled model is seen as the root its wrapper is called as.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +61,20 @@ class LossCall:
     output: torch.Tensor | None
 
 
-class RootTracker:
-    """Global forward hooks that record root modules, their last inputs and the last loss call."""
+def _compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
 
-    def __init__(self) -> None:
+
+class RootTracker:
+    """Global forward hooks that record root modules, their last inputs and the last loss call.
+
+    Args:
+        on_root_call: called with each root module as its forward starts.
+    """
+
+    def __init__(self, on_root_call: Callable[[nn.Module], None] | None = None) -> None:
+        self.on_root_call = on_root_call
         self.depth = 0
         self.order = 0
         self.paused = False
@@ -71,7 +84,11 @@ class RootTracker:
 
     def install(self) -> None:
         self._handles.append(module_hooks.register_module_forward_pre_hook(self._pre))
-        self._handles.append(module_hooks.register_module_forward_hook(self._post, with_kwargs=True, always_call=True))
+        self._handles.append(
+            module_hooks.register_module_forward_hook(
+                self._post, with_kwargs=True, always_call=True
+            )
+        )
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -81,12 +98,15 @@ class RootTracker:
         self._handles.clear()
 
     def _pre(self, module: nn.Module, args: tuple) -> None:
-        if not self.paused:
-            self.depth += 1
+        if self.paused or _compiling():
+            return
+        self.depth += 1
+        if self.depth == 1 and self.on_root_call is not None:
+            self.on_root_call(module)
 
     def _post(self, module: nn.Module, args: tuple, *rest: Any) -> None:
         # (kwargs, output) normally; (output,) = (None,) when the forward raised
-        if self.paused:
+        if self.paused or _compiling():
             return
         kwargs, output = rest if len(rest) == 2 else ({}, None)
         self.depth = max(self.depth - 1, 0)
@@ -96,14 +116,26 @@ class RootTracker:
         if isinstance(module, _Loss):
             target = args[1] if len(args) > 1 else kwargs.get("target")
             first = args[0] if args else kwargs.get("input")
-            loss = output.detach() if isinstance(output, torch.Tensor) and output.numel() == 1 else None
-            self.last_loss = LossCall(module, detached(target), _first_shape(first), self.order, loss)
+            loss = (
+                output.detach()
+                if isinstance(output, torch.Tensor) and output.numel() == 1
+                else None
+            )
+            self.last_loss = LossCall(
+                module, detached(target), _first_shape(first), self.order, loss
+            )
         else:
-            self.calls[module] = Call(detached(tuple(args)), detached(dict(kwargs)), _first_shape(output), self.order)
+            self.calls[module] = Call(
+                detached(tuple(args)), detached(dict(kwargs)), _first_shape(output), self.order
+            )
 
     def roots(self) -> list[nn.Module]:
         """Root modules with parameters that are still alive, in order of first call."""
-        return [module for module in list(self.calls.keys()) if next(module.parameters(), None) is not None]
+        return [
+            module
+            for module in list(self.calls.keys())
+            if next(module.parameters(), None) is not None
+        ]
 
 
 def optimizer_parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -115,11 +147,39 @@ def optimizer_parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]
     return list(seen.values())
 
 
+@dataclass
+class Watched:
+    """One optimizer (None: ``backward()`` as the step) under a Monitor, and what was done about its NaNs."""
+
+    optimizer: torch.optim.Optimizer | None
+    monitor: Any  # the Monitor
+    model: nn.Module
+    is_root: bool
+    params: list[torch.Tensor]
+    handle: Any = None
+    logged_group: int = 0
+    step_loss: torch.Tensor | None = None
+    replays: int = 0
+    located: bool = False
+
+
 class ParameterContainer(nn.Module):
     """Holds the modules (and loose parameters) an optimizer trains when no single root does."""
 
 
-def model_for(optimizer: torch.optim.Optimizer, roots: list[nn.Module]) -> tuple[nn.Module, bool]:
+def covering_root(parameters: list[torch.Tensor], roots: list[nn.Module]) -> nn.Module | None:
+    """The smallest root module (first called among equals) owning every trainable tensor of ``parameters``."""
+    wanted = {id(p) for p in parameters if p.requires_grad}
+    owned = [(root, {id(p) for p in root.parameters()}) for root in roots]
+    covering = [(len(ids), i, root) for i, (root, ids) in enumerate(owned) if wanted <= ids]
+    return min(covering, key=lambda item: item[:2])[2] if covering else None
+
+
+def model_for(
+    optimizer: torch.optim.Optimizer | None,
+    roots: list[nn.Module],
+    parameters: list[torch.Tensor] | None = None,
+) -> tuple[nn.Module, bool]:
     r"""The module whose parameters cover the optimizer's trainable parameters.
 
     The smallest root that covers them all is returned as is. Otherwise a
@@ -128,8 +188,9 @@ def model_for(optimizer: torch.optim.Optimizer, roots: list[nn.Module]) -> tuple
     ``param_<group>_<index>``.
 
     Args:
-        optimizer: the optimizer about to step.
+        optimizer: the optimizer about to step (None: ``parameters`` alone, one group).
         roots: candidate root modules, in order of first call.
+        parameters: the parameters to cover (default: the optimizer's).
 
     Returns:
         ``(model, is_root)``: ``is_root`` is False for a synthetic container.
@@ -137,11 +198,17 @@ def model_for(optimizer: torch.optim.Optimizer, roots: list[nn.Module]) -> tuple
     Raises:
         ValueError: the optimizer has no trainable ``nn.Parameter`` that a module can hold.
     """
-    wanted = {id(p) for p in optimizer_parameters(optimizer) if p.requires_grad}
+    groups = (
+        [group["params"] for group in optimizer.param_groups]
+        if optimizer is not None
+        else [parameters]
+    )
+    parameters = optimizer_parameters(optimizer) if parameters is None else parameters
+    root = covering_root(parameters, roots)
+    if root is not None:
+        return root, True
+    wanted = {id(p) for p in parameters if p.requires_grad}
     owned = [(root, {id(p) for p in root.parameters()}) for root in roots]
-    covering = [(len(ids), i, root) for i, (root, ids) in enumerate(owned) if wanted <= ids]
-    if covering:
-        return min(covering, key=lambda item: item[:2])[2], True
     container = ParameterContainer()
     covered: set[int] = set()
     counts: dict[str, int] = {}
@@ -152,14 +219,14 @@ def model_for(optimizer: torch.optim.Optimizer, roots: list[nn.Module]) -> tuple
             counts[base] = counts.get(base, 0) + 1
             container.add_module(name, root)
             covered |= ids
-    for g, group in enumerate(optimizer.param_groups):
-        for i, param in enumerate(group["params"]):
+    for g, group in enumerate(groups):
+        for i, param in enumerate(group):
             if id(param) in wanted and id(param) not in covered and isinstance(param, nn.Parameter):
                 container.register_parameter(f"param_{g}_{i}", param)
                 covered.add(id(param))
     if not any(p.requires_grad for p in container.parameters()):
         raise ValueError(
-            f"{type(optimizer).__name__} trains no nn.Parameter that a module could hold "
+            f"{type(optimizer).__name__ if optimizer is not None else 'backward()'} trains no nn.Parameter that a module could hold "
             "(plain tensors with requires_grad): wrap them in nn.Parameter to monitor them"
         )
     return container, False

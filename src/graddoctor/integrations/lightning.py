@@ -30,17 +30,15 @@ from typing import Any
 
 import torch
 
-from ..diagnosis import Diagnosis
-from ..monitor import Monitor
 from ..monitor.schedules import Schedule
 from ._lazy import first_available
-from ._runs import diagnose_and_report, next_run_path
+from ._runs import RunPerFit
 
 FEATURE = "graddoctor.integrations.lightning"
 pl = first_available("lightning.pytorch", "pytorch_lightning", feature=FEATURE, package="lightning")
 
 
-class GradDoctorCallback(pl.Callback):
+class GradDoctorCallback(RunPerFit, pl.Callback):
     """Records per-layer gradient, weight, update and activation statistics of each fit.
 
     Args:
@@ -66,6 +64,8 @@ class GradDoctorCallback(pl.Callback):
         diagnosis: the Diagnosis of the last fit (None before, or if it failed).
     """
 
+    FEATURE = FEATURE
+
     def __init__(
         self,
         path: str | os.PathLike | None = None,
@@ -83,32 +83,9 @@ class GradDoctorCallback(pl.Callback):
         verbose: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(name, str) or not name or os.sep in name:
-            raise ValueError(f"name must be a non-empty file name prefix without {os.sep!r}, got {name!r}")
-        if histograms_every is not None and tensorboard is None:
-            raise ValueError("histograms_every needs tensorboard=<log folder> to write the histograms to")
-        self.path = Path(path) if path is not None else None
-        self.dirpath = Path(dirpath)
-        self.name = name
-        self.monitor_options = {"every": every, "activations_every": activations_every, "modules": modules,
-                                "track_updates": track_updates, "overwrite": overwrite}
-        self.tensorboard = Path(tensorboard) if tensorboard is not None else None
-        self.histograms_every = histograms_every
-        self.run_diagnosis = run_diagnosis
-        self.verbose = verbose
-        self.monitor: Monitor | None = None
-        self.sink: Any = None
-        self.run_paths: list[Path] = []
-        self.diagnosis: Diagnosis | None = None
-        self._stepping = False  # before_step() ran, after_step() not yet
+        self._init_runs(path, dirpath, name, every, activations_every, modules, track_updates,
+                        tensorboard, histograms_every, overwrite, run_diagnosis, verbose)
         self._loss: torch.Tensor | None = None  # sum of the step's batch losses (as Lightning scaled them)
-
-    @property
-    def run_path(self) -> Path | None:
-        return self.run_paths[-1] if self.run_paths else None
-
-    def _next_path(self) -> Path:
-        return next_run_path(self.path, self.dirpath, self.name, self.run_paths)
 
     # -- fit -------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -122,23 +99,13 @@ class GradDoctorCallback(pl.Callback):
             "gradient_clip_algorithm": str(trainer.gradient_clip_algorithm or "norm") if trainer.gradient_clip_val else None,
             "precision": str(trainer.precision),
         }
-        self.monitor = Monitor(pl_module, None, path, config=config, **self.monitor_options)
-        self.run_paths.append(path)
-        self.diagnosis = None
-        self._stepping, self._loss = False, None
-        if self.tensorboard is not None:
-            from .tensorboard import TensorBoardSink
-
-            self.sink = TensorBoardSink(self.tensorboard / path.stem, histograms_every=self.histograms_every)
-            self.sink.follow(path)
+        self._open_run(pl_module, path, config)
+        self._loss = None
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self.monitor is None or self._stepping:  # several optimizers: the first one's view
             return
-        if self.sink is not None:
-            self.sink.histograms(pl_module, self.monitor.step_index)
-        self.monitor.before_step()
-        self._stepping = True
+        self._before_step(pl_module)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.monitor is None:
@@ -151,8 +118,7 @@ class GradDoctorCallback(pl.Callback):
         self._close_step(trainer)
 
     def _close_step(self, trainer: Any) -> None:
-        self.monitor.after_step()
-        self._stepping = False
+        self._after_step()
         scalars: dict[str, Any] = {}
         if self._loss is not None:
             scalars["loss"] = self._loss
@@ -176,23 +142,9 @@ class GradDoctorCallback(pl.Callback):
 
     # -- end -------------------------------------------------------------------------
     def _finish(self, trainer: Any, exception: BaseException | None) -> None:
-        monitor, self.monitor = self.monitor, None
-        if monitor is None:
-            return
-        try:
-            if self._stepping:  # the step in progress: its gradients are the last seen
-                monitor.after_step()
-                self._stepping = False
-            if exception is not None:
-                monitor.__exit__(type(exception), exception, exception.__traceback__)
-            else:
-                monitor.close()
-        finally:
-            if self.sink is not None:
-                self.sink.close()
-                self.sink = None
-        if self.run_diagnosis and trainer.is_global_zero:
-            self.diagnosis = diagnose_and_report(monitor.path, self.verbose, FEATURE)
+        monitor = self._close_run(exception)
+        if monitor is not None:
+            self._report(monitor.path, trainer.is_global_zero)
 
 
 def _loss_of(outputs: Any) -> torch.Tensor | None:

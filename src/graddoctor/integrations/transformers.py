@@ -46,17 +46,15 @@ from typing import Any
 
 import torch
 
-from ..diagnosis import Diagnosis
-from ..monitor import Monitor
 from ..monitor.schedules import Schedule
 from ._lazy import require
-from ._runs import diagnose_and_report, next_run_path
+from ._runs import RunPerFit
 
 FEATURE = "graddoctor.integrations.transformers"
 _transformers = require("transformers", feature=FEATURE)
 
 
-class GradDoctorTrainerCallback(_transformers.TrainerCallback):
+class GradDoctorTrainerCallback(RunPerFit, _transformers.TrainerCallback):
     """Records per-layer gradient, weight, update and activation statistics of each training.
 
     Args:
@@ -82,6 +80,8 @@ class GradDoctorTrainerCallback(_transformers.TrainerCallback):
     every step.
     """
 
+    FEATURE = FEATURE
+
     def __init__(
         self,
         path: str | os.PathLike | None = None,
@@ -99,35 +99,12 @@ class GradDoctorTrainerCallback(_transformers.TrainerCallback):
         run_diagnosis: bool = True,
         verbose: bool = False,
     ) -> None:
-        if not isinstance(name, str) or not name or os.sep in name:
-            raise ValueError(f"name must be a non-empty file name prefix without {os.sep!r}, got {name!r}")
-        if histograms_every is not None and tensorboard is None:
-            raise ValueError("histograms_every needs tensorboard=<log folder> to write the histograms to")
-        self.path = Path(path) if path is not None else None
-        self.dirpath = Path(dirpath)
-        self.name = name
-        self.monitor_options = {"every": every, "activations_every": activations_every, "modules": modules,
-                                "track_updates": track_updates, "overwrite": overwrite}
+        self._init_runs(path, dirpath, name, every, activations_every, modules, track_updates,
+                        tensorboard, histograms_every, overwrite, run_diagnosis, verbose)
         self.read_before_clipping = read_before_clipping
-        self.tensorboard = Path(tensorboard) if tensorboard is not None else None
-        self.histograms_every = histograms_every
-        self.run_diagnosis = run_diagnosis
-        self.verbose = verbose
-        self.monitor: Monitor | None = None
-        self.sink: Any = None
-        self.run_paths: list[Path] = []
-        self.diagnosis: Diagnosis | None = None
         self._model: torch.nn.Module | None = None
         self._args: Any = None
         self._max_grad_norm: float | None = None  # set while the callback does the clipping
-        self._stepping = False
-
-    @property
-    def run_path(self) -> Path | None:
-        return self.run_paths[-1] if self.run_paths else None
-
-    def _next_path(self) -> Path:
-        return next_run_path(self.path, self.dirpath, self.name, self.run_paths)
 
     # -- training --------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
@@ -156,17 +133,9 @@ class GradDoctorTrainerCallback(_transformers.TrainerCallback):
             "fp16": bool(args.fp16),
             "bf16": bool(args.bf16),
         }
-        self.monitor = Monitor(model, None, path, config=config, **self.monitor_options)
-        self.run_paths.append(path)
-        self.diagnosis = None
+        self._open_run(model, path, config)
         self._model, self._args = model, args
         self._max_grad_norm = float(args.max_grad_norm) if take_over else None
-        self._stepping = False
-        if self.tensorboard is not None:
-            from .tensorboard import TensorBoardSink
-
-            self.sink = TensorBoardSink(self.tensorboard / path.stem, histograms_every=self.histograms_every)
-            self.sink.follow(path)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.monitor is not None and self._max_grad_norm is not None:
@@ -175,10 +144,7 @@ class GradDoctorTrainerCallback(_transformers.TrainerCallback):
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.monitor is None:
             return
-        if self.sink is not None:
-            self.sink.histograms(self._model, self.monitor.step_index)
-        self.monitor.before_step()
-        self._stepping = True
+        self._before_step(self._model)
         if self._max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self._model.parameters(), self._max_grad_norm)
             args.max_grad_norm = self._max_grad_norm
@@ -186,8 +152,7 @@ class GradDoctorTrainerCallback(_transformers.TrainerCallback):
     def on_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
         if self.monitor is None or not self._stepping:
             return
-        self.monitor.after_step()
-        self._stepping = False
+        self._after_step()
         if optimizer is not None:
             self.monitor.log(**{f"lr/{i}": g.get("lr") for i, g in enumerate(optimizer.param_groups)})
 
@@ -198,8 +163,8 @@ class GradDoctorTrainerCallback(_transformers.TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         path = self.monitor.path if self.monitor is not None else None
         self.close()
-        if path is not None and self.run_diagnosis and state.is_world_process_zero:
-            self.diagnosis = diagnose_and_report(path, self.verbose, FEATURE)
+        if path is not None:
+            self._report(path, state.is_world_process_zero)
 
     # -- end -------------------------------------------------------------------------
     def close(self) -> None:
@@ -211,18 +176,7 @@ class GradDoctorTrainerCallback(_transformers.TrainerCallback):
         if self._max_grad_norm is not None and self._args is not None:
             self._args.max_grad_norm = self._max_grad_norm
         self._max_grad_norm, self._args, self._model = None, None, None
-        monitor, self.monitor = self.monitor, None
-        if monitor is None:
-            return
-        try:
-            if self._stepping:
-                monitor.after_step()
-                self._stepping = False
-            monitor.close()
-        finally:
-            if self.sink is not None:
-                self.sink.close()
-                self.sink = None
+        self._close_run()
 
 
 def _same_on_every_rank(path: Path) -> Path:

@@ -14,11 +14,26 @@ in this process (``runpy.run_path(script, run_name="__main__")`` with
   root module whose parameters cover the optimizer's (else on a container of the roots
   that own them). Global pre-hooks run before an optimizer's own, so the new Monitor's
   hooks already see that first step. One run file per optimizer under ``out_dir``:
-  ``<script>-<time>-opt<i>.gdr``. Activation statistics start at step 1 (step 0's forward
-  ran before the Monitor existed);
+  ``<script>-<time>-opt<i>.gdr``; each records its optimizer's parameters only (a GAN's
+  two optimizers: two runs). Activation statistics start at step 1 (step 0's forward
+  ran before the Monitor existed). With ``step(closure)`` (LBFGS) the model is called
+  inside the step: the Monitor is attached, and the step measured, when the closure's
+  first call returns. A wrapper optimizer stepping the optimizer it wraps (a global
+  post-hook follows who is inside ``step()``) gets the one run;
+* **no optimizer**: while none has stepped, each ``backward()`` is a step (loops that
+  update weights by hand, ``p.data.add_(p.grad, alpha=-lr)``): one run
+  ``<script>-<time>-backward.gdr``, dropped at the first optimizer step (see
+  :mod:`~graddoctor.integrations._zero_code_backward`);
 * **loss**: ``torch.autograd.backward`` (which ``Tensor.backward`` calls) is wrapped to
-  keep the last one-element tensor backpropagated; it is logged as ``loss`` at the next
-  optimizer step. Under ``GradScaler`` that is the *scaled* loss;
+  keep the one-element tensors backpropagated; the sum of those since the previous
+  optimizer step is logged as the step's ``loss`` (under gradient accumulation with
+  ``loss / N`` the mean over the micro-batches; see
+  :mod:`~graddoctor.integrations._zero_code_losses`). Under ``GradScaler`` that is the
+  *scaled* loss;
+* **torch.compile**: the global module hooks do nothing inside traced code, so a
+  compiled model is found as the ``OptimizedModule`` the loop calls, with no graph
+  break; its Monitor records parameter statistics and no activation statistics (one
+  warning, and an ``activations_skipped`` event), and a NaN replay runs it eagerly;
 * **NaN/Inf**: after the Monitor has read the gradients and before the update, one
   host sync per step checks that the loss and every gradient norm are finite. At the
   first step that is not, the root model's last batch is replayed under
@@ -37,7 +52,8 @@ in this process (``runpy.run_path(script, run_name="__main__")`` with
   recorded as an ``exception`` event, and every global hook and patch is removed, so the
   process is as before and :func:`run_instrumented` can run again.
 
-Costs: two Python global module hooks on every module call; one extra host sync per step
+Costs: two Python global module hooks on every module call; a Monitor measuring the
+first ``backward()`` until the first optimizer step; one extra host sync per step
 for the finiteness check (``locate=False`` drops it); one batch of inputs kept alive
 (references, not copies); no copy of the weights. Limits: an optimizer that never steps
 gets no run file; plain tensors (not ``nn.Parameter``) that no module owns are not
@@ -52,6 +68,7 @@ import os
 import runpy
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +76,10 @@ from typing import Any
 
 from ..monitor.schedules import Schedule
 from ._zero_code_hooks import Instrumentation
+
+# torch.compile(module) warns when global module hooks exist that they also fire for its
+# wrapper: the root tracker counts that call as the root and ignores traced ones
+_GLOBAL_HOOKS_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
 
 
 @dataclass
@@ -130,17 +151,28 @@ def run_instrumented(
     if not path.is_file():
         raise FileNotFoundError(f"no training script at {path}: pass the path of a Python file")
     if isinstance(args, (str, bytes)):
-        raise TypeError(f"args must be a list of arguments, e.g. {str(args).split()!r}, not one string")
+        raise TypeError(
+            f"args must be a list of arguments, e.g. {str(args).split()!r}, not one string"
+        )
     args = [str(arg) for arg in args]
-    instrumentation = Instrumentation(out_dir, name=path.stem, every=every, activations_every=activations_every,
-                                      modules=modules, locate=locate, config={"script": str(path), "args": args})
+    instrumentation = Instrumentation(
+        out_dir,
+        name=path.stem,
+        every=every,
+        activations_every=activations_every,
+        modules=modules,
+        locate=locate,
+        config={"script": str(path), "args": args},
+    )
     result = ScriptResult(0)
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(path), *args]
     sys.path.insert(0, str(path.resolve().parent))
     instrumentation.install()
     try:
-        runpy.run_path(str(path), run_name="__main__")
+        with warnings.catch_warnings():  # torch's warning about global hooks is about ours, handled
+            warnings.filterwarnings("ignore", message=_GLOBAL_HOOKS_WARNING, category=UserWarning)
+            runpy.run_path(str(path), run_name="__main__")
     except SystemExit as exit_:
         result.exit_code = _exit_code(exit_.code)
         if isinstance(exit_.code, str):

@@ -1,8 +1,11 @@
 """The Monitor and what it runs on: schedules, mixed precision, distributed reduction.
 
 * ``Monitor`` (``_monitor``): the hooks of a training loop and the run file they fill;
-  ``_step`` measures a step with the probes, ``_pending`` batches the device tensors
-  and writes them in one transfer.
+  ``_watched`` resolves what it watches (the optimizer's parameters, the modules),
+  ``_optimizers`` follows wrapped optimizers and closures (LBFGS), ``_compiled`` says
+  why a ``torch.compile``-d model gets no activation statistics, ``_step`` measures a
+  step with the probes, ``_pending`` batches the device tensors and writes them in one
+  transfer.
 * ``schedules``: when to record (``every_n``, ``log_spaced``).
 * ``amp``: the steps GradScaler skips, its loss scale, unscaling fused optimizers'
   statistics.

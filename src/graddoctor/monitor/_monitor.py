@@ -11,7 +11,9 @@ Usage::
             mon.log(loss=loss)
 
 Gradients are read in the optimizer's step pre-hook (after GradScaler's unscale and
-before any clipping an optimizer wrapper does), weights and updates in the post-hook.
+before any clipping an optimizer wrapper does; with a closure, after its first call:
+``monitor._optimizers``), weights and updates in the post-hook. A compiled model gets
+no activation statistics, and a warning and event saying why (``monitor._compiled``).
 Statistics stay on the device until the writer commits a batch of steps: then every
 pending vector and tensor scalar goes to the host in a single transfer.
 
@@ -32,15 +34,15 @@ import torch
 from torch import nn
 
 from .._paths import timestamped_run_path
-from ..probes._wrappers import unwrap_model
-from ..probes.activations import ActivationProbe, select_modules
-from ..probes.parameters import ParameterProbe, trainable_parameters
 from ..store import Run, open_run
+from ._compiled import ACTIVATIONS_SKIPPED, warn_skipped
+from ._optimizers import after_first_call, hooked_optimizer, step_closure
 from ._pending import PendingWriter, run_header
 from ._step import StepMeasurements
+from ._watched import resolve
 from .amp import ScalerWatch, amp_attributes, check_scaler
 from .distributed import detect_layout
-from .schedules import Schedule, as_schedule
+from .schedules import Schedule
 
 
 def default_run_path(folder: str | os.PathLike = "runs") -> Path:
@@ -53,9 +55,12 @@ class Monitor:
 
     Args:
         model: the model to watch (it is never modified; every hook is removed on close).
-            A DDP / FSDP / ``torch.compile`` wrapper is fine: names are the plain model's.
-        optimizer: its ``step()`` marks a training step. Without one, call ``mon.step()``
-            after ``backward()``.
+            A DDP / FSDP / ``torch.compile`` wrapper is fine: names are the plain model's
+            (compiled: parameter statistics only, an ``activations_skipped`` event says why).
+        optimizer: its ``step()`` marks a training step, and its parameters are the
+            recorded columns (a GAN's two optimizers: one Monitor, one run, each). A
+            wrapper holding the optimizer (``.optimizer``) is followed to it. Without
+            one, call ``mon.step()`` after ``backward()``.
         path: the ``.gdr`` run file (default ``runs/run-<time>.gdr``).
         every: schedule of parameter statistics (int n = every n steps, or ``step -> bool``).
         activations_every: schedule of module statistics (forward/backward hooks).
@@ -88,48 +93,31 @@ class Monitor:
         scaler: Any = None,
         distributed: str = "auto",
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"Monitor needs a torch.nn.Module, got {type(model).__name__}")
-        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}"
-            )
+        watched = resolve(model, optimizer, modules, activations_every)
+        optimizer, names = watched.optimizer, watched.names
         if scaler is not None:
             check_scaler(scaler)
-        inner = unwrap_model(model)
-        names, params, frozen = trainable_parameters(inner)
-        if not params:
-            raise ValueError(
-                f"{type(inner).__name__} has no trainable parameters (none with requires_grad): "
-                "there are no gradients to monitor"
-            )
-        self.layout = detect_layout(model, params, names, distributed)
+        self.layout = detect_layout(model, watched.params, names, distributed)
         self.model = model
         self.optimizer = optimizer
         self.scaler = scaler
         self.parameter_names = names
         self._track_updates = track_updates
-        self.probes = StepMeasurements(
-            ParameterProbe(params, track_updates=track_updates and optimizer is not None),
-            ActivationProbe(select_modules(inner, modules)),
-            as_schedule(every),
-            as_schedule(activations_every),
-            self.layout,
+        self.probes = StepMeasurements.of(
+            watched, every, activations_every, track_updates, self.layout
         )
-        self.device = params[0].device
+        self.device = watched.params[0].device
         self.path = Path(path) if path is not None else default_run_path()
         # on a rank that does not record: no file, nothing written
-        options = {
-            "commit_every": commit_every,
-            "commit_seconds": commit_seconds,
-            "overwrite": overwrite,
-        }
-        self._pending = PendingWriter(self.path, self.layout.recording, **options)
+        self._pending = PendingWriter(
+            self.path, self.layout.recording, commit_every, commit_seconds, overwrite
+        )
         self.writer = self._pending.writer
-        header = run_header(inner, frozen, self.device, optimizer, scaler, self.layout, config)
+        header = run_header(watched, self.device, scaler, self.layout, config)
         self._pending.start(header, names, self.probes.activations.names)
         self.step_index = 0
         self._found_inf: torch.Tensor | None = None
+        self._awaiting_closure = False
         self._step_clock = time.perf_counter()
         self._handles: list[Any] = []
         self.closed = False
@@ -138,7 +126,7 @@ class Monitor:
             self._handles.append(optimizer.register_step_post_hook(self._on_post_step))
         if scaler is not None:
             self._handles.append(ScalerWatch(scaler, self._on_scaler_step))
-        self.probes.arm(self.step_index, self.recording)
+        self._arm()
 
     @property
     def recording(self) -> bool:
@@ -146,12 +134,21 @@ class Monitor:
         return self.layout.recording
 
     # -- the step --------------------------------------------------------------------
-    def _on_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        # a grad_scale: a self-unscaling (fused) optimizer stepped by GradScaler
+    def _on_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
+        self._awaiting_closure = step_closure(args, kwargs) is not None
+        if self._awaiting_closure:  # gradients exist once the closure has run
+            return after_first_call(args, kwargs, lambda: self._begin_step(optimizer))
+        self._begin_step(optimizer)
+
+    def _begin_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self._awaiting_closure = False  # grad_scale: a fused optimizer stepped by GradScaler
         self._found_inf, grad_scale = amp_attributes(optimizer)
         self.probes.before_update(self.step_index, grad_scale=grad_scale)
 
     def _on_post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self._awaiting_closure:  # the optimizer never called its closure
+            self._awaiting_closure = False
+            self.probes.before_update(self.step_index, snapshot=False)
         self._finish_step()
 
     def step(self) -> None:
@@ -185,7 +182,13 @@ class Monitor:
         if self.layout.measuring:
             self._record_step(step, skipped)
         self.step_index += 1
-        self.probes.arm(self.step_index, self.recording)
+        self._arm()
+
+    def _arm(self) -> None:
+        skipped = self.probes.arm(self.step_index, self.recording)
+        if skipped:  # a compiled model, at its first step scheduled for activations
+            warn_skipped(skipped)
+            self.writer.add_event(self.step_index, ACTIVATIONS_SKIPPED, {"reason": skipped})
 
     def _record_step(self, step: int, skipped: bool) -> None:
         if self.writer.commit_due():  # commit complete steps, with what log() added to them
@@ -210,7 +213,7 @@ class Monitor:
             return
         if self.optimizer is None:  # manual mode: the framework closes the step with after_step()
             self._pending.amp_scalars(self.step_index, scale, 0.0 if stepped else 1.0)
-        elif optimizer is not self.optimizer:
+        elif hooked_optimizer(optimizer) is not self.optimizer:
             return
         elif stepped:
             found_inf, self._found_inf = self._found_inf, None
@@ -225,6 +228,10 @@ class Monitor:
     # -- scalars ---------------------------------------------------------------------
     def log(self, step: int | None = None, **scalars: float | torch.Tensor) -> None:
         """Record scalars (loss, accuracy...) for the last completed step.
+
+        Values are recorded as given. Under gradient accumulation log the step's loss
+        (e.g. the mean over its micro-batches), not the last micro-batch's; with a closure
+        (LBFGS) ``optimizer.step(closure)`` returns the loss at the step's start.
 
         Args:
             step: the step to attach them to (default: the step ``optimizer.step()`` just

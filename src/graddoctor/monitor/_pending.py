@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from .._version import __version__
 from ..probes.statistics import (
@@ -27,14 +26,13 @@ from ..probes.statistics import (
 )
 from ..probes.structure import model_summary
 from ..store import RunWriter
+from ._watched import Watched
 from .distributed import Layout, NullWriter
 
 
 def run_header(
-    model: nn.Module,
-    frozen: list[str],
+    watched: Watched,
     device: torch.device,
-    optimizer: Any,
     scaler: Any,
     layout: Layout,
     config: dict[str, Any] | None,
@@ -42,18 +40,19 @@ def run_header(
     """The metadata a run file starts with: versions, time, configuration, the model's structure, the setup.
 
     Args:
-        model: the plain (unwrapped) model.
-        frozen: the names of its parameters that do not train.
-        device, optimizer, scaler, layout: the setup the Monitor measures under.
+        watched: the plain model, its optimizer and which of its parameters are monitored.
+        device, scaler, layout: the setup the Monitor measures under.
         config: the user's JSON-serialisable configuration.
     """
+    optimizer = watched.optimizer
     return {
         "graddoctor_version": __version__,
         "torch_version": torch.__version__,
         "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "config": config or {},
-        "model": model_summary(model),
-        "frozen_parameters": frozen,
+        "model": model_summary(watched.model),
+        "frozen_parameters": watched.frozen,
+        "unmonitored_parameters": watched.unmonitored,
         "device": str(device),
         "optimizer": type(optimizer).__name__ if optimizer is not None else None,
         "distributed": layout.to_meta(),
@@ -76,11 +75,23 @@ class PendingWriter:
     Args:
         path: the run file.
         recording: whether this process writes (else a ``NullWriter``: no file, nothing kept).
-        **options: ``commit_every``, ``commit_seconds``, ``overwrite`` of the ``RunWriter``.
+        commit_every, commit_seconds, overwrite: the ``RunWriter``'s options.
     """
 
-    def __init__(self, path: Any, recording: bool, **options: Any) -> None:
+    def __init__(
+        self,
+        path: Any,
+        recording: bool,
+        commit_every: int = 25,
+        commit_seconds: float = 2.0,
+        overwrite: bool = False,
+    ) -> None:
         self.recording = recording
+        options = {
+            "commit_every": commit_every,
+            "commit_seconds": commit_seconds,
+            "overwrite": overwrite,
+        }
         self.writer = RunWriter(path, **options) if recording else NullWriter(path)
         self._items: list[_Item] = []
         self._order_saved = False
@@ -146,8 +157,9 @@ class PendingWriter:
         self.writer.commit()
 
     def _write(self, writer: Any) -> None:
+        # float64: norms of float64 models and scalars logged as float64/int64 keep their value
         flat = torch.cat(
-            [item.values.detach().reshape(-1).to(torch.float32) for item in self._items]
+            [item.values.detach().reshape(-1).to(torch.float64) for item in self._items]
         )
         flat = flat.cpu().numpy()
         offset = 0

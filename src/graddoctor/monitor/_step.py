@@ -13,9 +13,10 @@ import torch
 from ..probes.activations import ActivationProbe
 from ..probes.parameters import ParameterProbe
 from ..probes.statistics import StatBlock
+from ._watched import Watched
 from .amp import unscale_
 from .distributed import Layout, reduce_parameter_stats
-from .schedules import Schedule
+from .schedules import Schedule, as_schedule
 
 
 class StepMeasurements:
@@ -45,6 +46,36 @@ class StepMeasurements:
         self._grads: StatBlock | None = None
         self._module_stats: StatBlock | None = None
         self._time_grads: dict[str, torch.Tensor] = {}
+        self.activations_skipped: str | None = None  # why no module hook is installed (compiled)
+        self._skip_reported = False
+
+    @classmethod
+    def of(
+        cls,
+        watched: Watched,
+        every: int | Schedule,
+        activations_every: int | Schedule | None,
+        track_updates: bool,
+        layout: Layout,
+    ) -> StepMeasurements:
+        """The probes of a Monitor's targets (no module hook on a compiled model).
+
+        Args:
+            watched: what the Monitor watches (``monitor._watched``).
+            every, activations_every: the schedules of parameter and module statistics.
+            track_updates: measure the optimizer's update (only with an optimizer).
+            layout: who measures and how shards combine.
+        """
+        updates = track_updates and watched.optimizer is not None
+        measurements = cls(
+            ParameterProbe(watched.params, track_updates=updates),
+            ActivationProbe(watched.modules),
+            as_schedule(every),
+            as_schedule(activations_every),
+            layout,
+        )
+        measurements.activations_skipped = watched.activations_skipped
+        return measurements
 
     def before_update(
         self, step: int, snapshot: bool = True, grad_scale: torch.Tensor | None = None
@@ -91,10 +122,22 @@ class StepMeasurements:
         self._module_stats, self._time_grads = None, {}
         return block, times
 
-    def arm(self, step: int, recording: bool) -> None:
-        """Install the module hooks when ``step`` is scheduled (on the recording rank only)."""
-        if recording and self.activation_schedule(step) and self.activations.modules:
+    def arm(self, step: int, recording: bool) -> str | None:
+        """Install the module hooks when ``step`` is scheduled (on the recording rank only).
+
+        Returns:
+            why they are not installed, the first time a scheduled step goes without them
+            (``activations_skipped``), else None.
+        """
+        if not (recording and self.activation_schedule(step) and self.activations.modules):
+            return None
+        if self.activations_skipped is None:
             self.activations.install()
+            return None
+        if self._skip_reported:
+            return None
+        self._skip_reported = True
+        return self.activations_skipped
 
     def release(self) -> None:
         """Remove the module hooks and free the weight copy."""

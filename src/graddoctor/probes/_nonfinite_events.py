@@ -10,13 +10,8 @@ DIRECTIONS = ("parameter", "forward", "loss", "backward")
 
 
 @dataclass(frozen=True)
-class NonfiniteEvent:
-    r"""One non-finite tensor seen during the replay.
-
-    ``index`` is the position of the check in execution order (parameters, then module
-    forward completions, the loss, then autograd nodes in backward order); ``op`` names
-    the autograd node for backward events (e.g. ``"SqrtBackward0"``), else ``""``.
-    """
+class _Place:
+    """Where a non-finite tensor was seen (module, type, direction, which tensor) and its counts."""
 
     module: str
     module_type: str
@@ -24,6 +19,17 @@ class NonfiniteEvent:
     what: str
     nan_count: int
     inf_count: int
+
+
+@dataclass(frozen=True)
+class NonfiniteEvent(_Place):
+    r"""One non-finite tensor seen during the replay.
+
+    ``index`` is the position of the check in execution order (parameters, then module
+    forward completions, the loss, then autograd nodes in backward order); ``op`` names
+    the autograd node for backward events (e.g. ``"SqrtBackward0"``), else ``""``.
+    """
+
     index: int
     op: str = ""
 
@@ -33,19 +39,13 @@ class NonfiniteEvent:
 
 
 @dataclass(frozen=True)
-class NonfiniteReport:
+class NonfiniteReport(_Place):
     r"""Where NaN/Inf started, and every non-finite event seen (up to ``max_events``).
 
     ``module`` is the dotted name from ``model.named_modules()`` (``""`` for the model
     itself and for the loss), ``direction`` one of :data:`DIRECTIONS`.
     """
 
-    module: str
-    module_type: str
-    direction: str
-    what: str
-    nan_count: int
-    inf_count: int
     events: tuple[NonfiniteEvent, ...]
     op: str = ""
 

@@ -34,12 +34,17 @@ BatchNorm running statistics) and ``.grad`` are as before the call, gradients be
 taken with :func:`torch.autograd.grad`, which never writes ``.grad``. Single-threaded
 models only (autograd sequence numbers are per thread).
 
+A compiled model (``torch.compile``'s ``OptimizedModule``, or ``module.compile()``) is
+replayed eagerly: its ``_orig_mod`` under ``torch.compiler.set_stance("force_eager")``,
+with the hooks above and the plain model's module names.
+
 The idea of replaying the failing batch under a detector is fairseq's ``NanDetector``
 (Ott et al. 2019, "fairseq: A Fast, Extensible Toolkit for Sequence Modeling").
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +63,21 @@ def _call(model: nn.Module, inputs: Any) -> Any:
     if isinstance(inputs, dict):
         return model(**inputs)
     return model(inputs)
+
+
+def eager_module(model: nn.Module) -> nn.Module:
+    """The module inside ``torch.compile`` wrappers (``_orig_mod``), itself when not wrapped."""
+    while type(model).__name__ == "OptimizedModule" and isinstance(
+        getattr(model, "_orig_mod", None), nn.Module
+    ):
+        model = model._orig_mod
+    return model
+
+
+def _eager() -> Any:
+    """A context running compiled functions eagerly (a no-op on a torch without ``set_stance``)."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
 
 
 def _callable_name(loss_fn: Callable) -> str:
@@ -102,6 +122,7 @@ def locate_nonfinite(
         )
     if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
         raise ValueError(f"max_events must be a positive int, got {max_events!r}")
+    model = eager_module(model)
     loss_name = _callable_name(loss_fn)
     replay = Replay(model, loss_name, max_events)
     replay.check_parameters()
@@ -130,6 +151,7 @@ def locate_nonfinite(
             torch.random.fork_rng(devices=cuda_devices),
             torch.enable_grad(),
             torch.autograd.set_detect_anomaly(False),
+            _eager(),
         ):
             replay.install()
             outputs = _call(model, inputs)
@@ -166,4 +188,11 @@ def locate_nonfinite(
     return replay.report()
 
 
-__all__ = ["DIRECTIONS", "NonfiniteEvent", "NonfiniteReport", "iter_tensors", "locate_nonfinite"]
+__all__ = [
+    "DIRECTIONS",
+    "NonfiniteEvent",
+    "NonfiniteReport",
+    "eager_module",
+    "iter_tensors",
+    "locate_nonfinite",
+]

@@ -1,8 +1,9 @@
 """Per-parameter statistics: gradients (before the step) and weights/updates (after).
 
 Everything stays on the device: each measure returns one :class:`StatBlock` (a stacked
-``[n_stats, n_params]`` float32 tensor with named rows, the statistics declared in
-``probes.statistics``), NaN where a parameter has no gradient this step.
+``[n_stats, n_params]`` tensor with named rows, the statistics declared in
+``probes.statistics``; float32, float64 where a value needs it), NaN where a parameter
+has no gradient this step.
 
 Sharded parameters (FSDP2's DTensor, FSDP1's flat views) are measured on the part this
 process holds; ``graddoctor.monitor.distributed`` combines the parts into global
@@ -16,7 +17,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._foreach import differences_norms, max_abs, nonfinite_counts, norms
+from .._foreach import (
+    differences_norms,
+    exact_norms,
+    max_abs,
+    nonfinite_counts,
+    norm_floors,
+    norms,
+    norms_in_range,
+)
 from ._wrappers import named_parameters
 from .statistics import GRAD_STATS, PARAMETER_STATS, WEIGHT_STATS, StatBlock, ratio
 
@@ -71,39 +80,62 @@ class ParameterProbe:
         self.grad_present: list[bool] = [False] * len(self.params)
         # DTensor parameters (FSDP2) are read through their local shard
         self._local = local_part if any(hasattr(p, "placements") for p in self.params) else _itself
+        self._floor_cache: tuple[tuple, torch.Tensor] | None = None
 
     @property
     def device(self) -> torch.device:
         return self.params[0].device
 
     def measure_grads(self) -> StatBlock:
-        """``GRAD_STATS`` rows: L2 norm, max |g| and non-finite count of every gradient."""
-        out = StatBlock.filled(GRAD_STATS, len(self.params), float("nan"), self.device)
+        """``GRAD_STATS`` rows: L2 norm, max |g| and non-finite count of every gradient.
+
+        Norms of finite gradients are exact across the float32 range: the fast fused norm
+        is checked on the device against the max and the tensor's size
+        (:func:`graddoctor._foreach.norms_in_range`) and this flag is the step's one host
+        sync. Only on a step where a norm is out of range are the non-finite entries
+        counted and the norms of finite gradients that over- or underflowed recomputed
+        (in float64, from the max). Rows are float32, or float64 when a gradient is
+        float64 or a recomputed norm was needed.
+        """
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
         self.grad_present = [p.grad is not None for p in self.params]
         if not present:
-            return out
+            return StatBlock.filled(GRAD_STATS, len(self.params), float("nan"), self.device)
         grads = [self._local(self.params[i].grad.detach()) for i in present]
         grad_norm = norms(grads, 2.0, self.device)
-        # A finite L2 norm proves every entry finite: count entries only when one is not.
-        # This is the step's one host sync; healthy steps skip the counting pass.
-        if bool(torch.isfinite(grad_norm).all()):
+        grad_max = max_abs(grads, self.device)
+        in_range = norms_in_range(grad_norm, grad_max, self._floors(present, grads))
+        # The step's one host sync. A norm in range proves every entry finite and the
+        # fast norm exact: healthy steps skip the counting and recomputing passes.
+        if bool(in_range.all()):
             counts = torch.zeros_like(grad_norm)
         else:
             counts = nonfinite_counts(grads, self.device)
+            redo = ~in_range & torch.isfinite(grad_max)
+            grad_norm = exact_norms(grads, grad_norm, grad_max, redo)
         values = StatBlock.from_rows(
-            {
-                "grad_norm": grad_norm,
-                "grad_max": max_abs(grads, self.device),
-                "grad_nonfinite": counts,
-            }
+            {"grad_norm": grad_norm, "grad_max": grad_max, "grad_nonfinite": counts}
         )
         if len(present) == len(self.params):
             return values
-        columns = torch.tensor(present, device=self.device)
-        for name, row in values.rows().items():
-            out[name][columns] = row
+        out = StatBlock(
+            values.names,
+            torch.full(
+                (len(values), len(self.params)),
+                float("nan"),
+                dtype=values.values.dtype,
+                device=self.device,
+            ),
+        )
+        out.values[:, torch.tensor(present, device=self.device)] = values.values
         return out
+
+    def _floors(self, present: list[int], grads: list[torch.Tensor]) -> torch.Tensor:
+        # sizes and dtypes are fixed: one small host-to-device copy per set of gradients
+        key = (tuple(present), tuple(g.dtype for g in grads))
+        if self._floor_cache is None or self._floor_cache[0] != key:
+            self._floor_cache = (key, norm_floors(grads, self.device))
+        return self._floor_cache[1]
 
     def snapshot(self) -> None:
         """Copy the weights before the optimizer step (into a reused scratch buffer)."""
@@ -126,6 +158,11 @@ class ParameterProbe:
     def measure_weights(self, unchanged: bool = False) -> StatBlock:
         """``WEIGHT_STATS`` rows: weight norm after the step, update norm, and their ratio
         (NaN for a zero weight).
+
+        These are the fast fused norms, with no range check (it would cost a second host
+        sync per step): exact for float64 and complex128 parameters, and for float32 ones
+        while a tensor's RMS is above 1e-16 and its norm below ~1.8e19 (the sum of squares
+        stays a normal float32).
 
         Args:
             unchanged: the optimizer did not step (e.g. GradScaler skipped it): the update is 0.

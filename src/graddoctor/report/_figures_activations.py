@@ -27,6 +27,18 @@ from ._figures_common import (
     step_axis,
 )
 
+NOT_RECORDED = "no activation statistics were recorded (activations_every=None?)"
+
+
+def _module_series(
+    view: RunView, stat: str, other: str
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray] | None:
+    """Steps, module names, ``stat``, ``other`` and ``act_nonfinite``; None if ``stat`` was never recorded."""
+    if not view.has_stat(stat):
+        return None
+    steps, names, values = view.series(stat)
+    return steps, names, values, view.series(other)[2], view.series("act_nonfinite")[2]
+
 
 def _activation_columns(
     view: RunView, names: list[str], modules: str | Sequence[str] | None
@@ -62,13 +74,10 @@ def activations(
     ax = new_axes(ax)
     headline = "Activations per layer: mean +- std over training"
     with opened(run) as view:
-        if not view.has_stat("act_mean"):
-            return show_message(
-                ax, "no activation statistics were recorded (activations_every=None?)", headline
-            )
-        steps, names, mean = view.series("act_mean")
-        _, _, std = view.series("act_std")
-        _, _, nonfinite = view.series("act_nonfinite")
+        read = _module_series(view, "act_mean", "act_std")
+        if read is None:
+            return show_message(ax, NOT_RECORDED, headline)
+        steps, names, mean, std, nonfinite = read
         chosen, note = _activation_columns(view, names, modules)
         types = view.types
     chosen = [n for n in chosen if not np.all(np.isnan(nonfinite[:, names.index(n)]))]
@@ -141,13 +150,10 @@ def saturation(run: RunLike, ax: Axes | None = None) -> Axes:
     ax = new_axes(ax)
     headline = "Saturated and dead units"
     with opened(run) as view:
-        if not view.has_stat("act_saturated"):
-            return show_message(
-                ax, "no activation statistics were recorded (activations_every=None?)", headline
-            )
-        steps, names, saturated = view.series("act_saturated")
-        _, _, dead = view.series("act_dead")
-        _, _, nonfinite = view.series("act_nonfinite")
+        read = _module_series(view, "act_saturated", "act_dead")
+        if read is None:
+            return show_message(ax, NOT_RECORDED, headline)
+        steps, names, saturated, dead, nonfinite = read
         order = view.ordered(names)
         types = view.types
     lines = []

@@ -154,7 +154,8 @@ def linear_theory(
         \left|\frac{\partial L}{\partial w_i}\right| = \left|\frac{\partial L}{\partial a_n}\right|
         \, |a_{i-1}| \, |w|^{n-i}
 
-    (graddoctor seed 003). Theory is drawn as a line, the run's ``grad_norm`` of each
+    (the deep linear chain of the lecture slides "Vanishing and Exploding Gradients - A
+    Simple Example"). Theory is drawn as a line, the run's ``grad_norm`` of each
     ``layer_i.weight`` as markers.
 
     Args:

@@ -19,6 +19,7 @@ from ._figures_common import (
     colormaps,
     fold_change,
     layer_label,
+    mark_nonfinite_steps,
     new_axes,
     opened,
     sequential_colors,
@@ -203,19 +204,7 @@ def grad_vs_depth(
         row = int(np.nonzero(recorded == step)[0][0])
         ax.plot(depth, values[row], marker="o", markersize=4, color=color, label=f"step {step}")
         bad = np.nonzero(nonfinite[row])[0]
-        if bad.size:
-            ax.plot(
-                depth[bad],
-                np.full(bad.size, 0.97),
-                transform=ax.get_xaxis_transform(),
-                linestyle="none",
-                marker="x",
-                markersize=8,
-                markeredgewidth=2,
-                color=NONFINITE_COLOR,
-                label=f"{NONFINITE_LABEL}, step {step}",
-                clip_on=False,
-            )
+        mark_nonfinite_steps(ax, depth[bad], f"{NONFINITE_LABEL}, step {step}")
         hint = _depth_hint(step, values[row]) or hint
     ax.set_yscale("log")
     ax.set_xlabel("depth: module position in execution order (0 = input side)")

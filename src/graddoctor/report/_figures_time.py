@@ -8,10 +8,10 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from ._figures_common import (
-    NONFINITE_COLOR,
     NONFINITE_LABEL,
     RunLike,
     choose_steps,
+    mark_nonfinite_steps,
     new_axes,
     opened,
     sequential_colors,
@@ -74,19 +74,7 @@ def time_gradients(
             label=f"step {step}",
         )
         bad = np.nonzero(~np.isfinite(row[:length]))[0]
-        if bad.size:
-            ax.plot(
-                times[bad],
-                np.full(bad.size, 0.97),
-                transform=ax.get_xaxis_transform(),
-                linestyle="none",
-                marker="x",
-                markersize=8,
-                markeredgewidth=2,
-                color=NONFINITE_COLOR,
-                label=f"{NONFINITE_LABEL}, step {step}",
-                clip_on=False,
-            )
+        mark_nonfinite_steps(ax, times[bad], f"{NONFINITE_LABEL}, step {step}")
         if (
             length >= 2
             and np.isfinite(row[0])

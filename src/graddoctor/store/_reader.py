@@ -1,69 +1,92 @@
-"""The reader of a run file: header and schema validated, numpy arrays out."""
+"""The reader of a run file: a validated, consistent snapshot, numpy arrays out."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._schema import FORMAT_NAME, SCHEMA_VERSION, SQLITE_MAGIC, RunFileError
+from ._connect import QUERY_SECONDS, ReadConnection
+from ._schema import MAX_STEP, SQLITE_MAGIC, RunFileError
+from ._validate import (
+    check_integer,
+    check_real,
+    check_tables,
+    event_payload,
+    read_groups,
+    read_meta,
+    vector,
+)
+
+# a series may be this many times larger in memory than the values the file stores (time
+# groups: shorter early sequences), or this many cells, whichever is larger
+DENSE_FACTOR, DENSE_CELLS = 64, 2**22
 
 
 class Run:
     """A recorded run, read-only; safe to open while the writer is still running.
 
-    Every query reads the newest committed data. Arrays are numpy; a value of NaN in a
-    statistic means "not measured at that step" (e.g. a parameter without gradient).
+    The run is read as one snapshot: every query sees the commits made before the run was
+    opened (or last :meth:`refresh`-ed), so statistics read one after another agree. Arrays
+    are numpy; a value of NaN in a statistic means "not measured at that step" (e.g. a
+    parameter without gradient).
+
+    Raises:
+        FileNotFoundError: no such file.
+        RunFileError: not a run, corrupt or truncated, written by a newer schema, or not
+            what graddoctor writes (checked before anything is read).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         _check_header(self.path)
-        uri = f"file:{self.path.resolve()}?mode=ro"
+        self._db = self._guard(lambda: ReadConnection(self.path))
+        self._closer = weakref.finalize(self, self._db.close)
         try:
-            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            self.meta = self._read_meta()
+            self.refresh()
+        except BaseException:
+            self.close()
+            raise
+
+    def refresh(self) -> None:
+        """Move the snapshot to the newest commit of a run that is still being written.
+
+        While a ``Run`` stays open on a live run, the writer cannot reset its ``-wal``;
+        close it (or refresh it) when done.
+        """
+        self._guard(self._load)
+
+    def _load(self) -> None:
+        if self._db.conn.in_transaction:
+            self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
+        check_tables(self._db, self.path)  # the first read fixes the snapshot
+        self.meta = read_meta(self._db, self.path)
+        self._sizes, self._groups = read_groups(self._db, self.path)
+
+    def _guard(self, read: Any) -> Any:
+        try:
+            return read()
         except sqlite3.DatabaseError as err:
             raise RunFileError(
                 f"{self.path} is corrupt or truncated ({err}); if a writer was killed, "
-                "keep the -wal file next to it and open again"
+                f"keep {self.path.name}-wal next to it and open again"
             ) from err
-        self._validate_meta()
-
-    # -- metadata --------------------------------------------------------------------
-    def _read_meta(self) -> dict[str, Any]:
-        tables = {
-            r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
-        if "meta" not in tables:
+        except TimeoutError:
             raise RunFileError(
-                f"{self.path} is an SQLite file but not a graddoctor run (no meta table)"
-            )
-        return {
-            key: json.loads(value)
-            for key, value in self._conn.execute("SELECT key, value FROM meta")
-        }
-
-    def _validate_meta(self) -> None:
-        if self.meta.get("format") != FORMAT_NAME:
-            raise RunFileError(f"{self.path} is an SQLite file but not a graddoctor run")
-        version = self.meta.get("schema_version")
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise RunFileError(
-                f"{self.path} was written with run-file schema {version}, newer than this "
-                f"graddoctor reads ({SCHEMA_VERSION}): upgrade graddoctor to read it"
-            )
+                f"{self.path}: reading took longer than {QUERY_SECONDS:g} s; the file is "
+                "corrupt or was crafted to loop"
+            ) from None
+        except (sqlite3.Error, OSError, MemoryError) as err:
+            raise RunFileError(f"{self.path} cannot be read: {err}") from err
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        try:
-            return self._conn.execute(sql, args).fetchall()
-        except sqlite3.DatabaseError as err:
-            raise RunFileError(f"{self.path} is corrupt or truncated: {err}") from err
+        return self._guard(lambda: self._db.execute(sql, args))
 
     @property
     def model_summary(self) -> list[dict[str, Any]]:
@@ -77,20 +100,20 @@ class Run:
 
     def group_of(self, stat: str) -> str:
         """The group a statistic is a vector over; KeyError naming the known ones."""
-        rows = self._query("SELECT grp FROM stat_groups WHERE stat=?", (stat,))
-        if not rows:
+        if stat not in self._groups:
             raise KeyError(
                 f"no statistic {stat!r} in {self.path.name}; recorded: {', '.join(self.stat_names())}"
             )
-        return rows[0][0]
+        return self._groups[stat]
 
     def stat_names(self) -> list[str]:
         """Every statistic declared in the run."""
-        return [r[0] for r in self._query("SELECT stat FROM stat_groups ORDER BY stat")]
+        return sorted(self._groups)
 
     def scalar_names(self) -> list[str]:
         """Every scalar name recorded (loss, lr/0, time/step...)."""
-        return [r[0] for r in self._query("SELECT DISTINCT name FROM scalars ORDER BY name")]
+        rows = self._query("SELECT DISTINCT name FROM scalars ORDER BY name")
+        return [r[0] for r in rows if isinstance(r[0], str)]
 
     # -- data ------------------------------------------------------------------------
     def series(
@@ -107,13 +130,21 @@ class Run:
             ``[S, len(names)]`` (NaN where not measured).
         """
         group = self.group_of(stat)
-        all_names = self.names(group)
+        all_names, size = self.names(group), self._sizes.get(group, 0)
+        ((count, stored),) = self._query(
+            "SELECT COUNT(*), TOTAL(length(value)) FROM stats WHERE stat=?", (stat,)
+        )
+        if count * size > max(DENSE_FACTOR * stored / 4, DENSE_CELLS):
+            raise RunFileError(
+                f"{self.path}: {stat!r} declares {size} columns over {count} steps but stores "
+                f"only {int(stored)} bytes: not a file graddoctor writes"
+            )
         rows = self._query("SELECT step, value FROM stats WHERE stat=? ORDER BY step", (stat,))
+        values = np.full((len(rows), size), np.nan, dtype=np.float64)
+        for i, (step, blob) in enumerate(rows):
+            vec = vector(self.path, stat, step, blob, size)
+            values[i, : len(vec)] = vec
         steps = np.array([r[0] for r in rows], dtype=np.int64)
-        values = np.full((len(rows), len(all_names)), np.nan, dtype=np.float64)
-        for i, (_, blob) in enumerate(rows):
-            vec = np.frombuffer(blob, dtype=np.float32)
-            values[i, : min(len(vec), len(all_names))] = vec[: len(all_names)]
         if names is not None:
             index = {n: i for i, n in enumerate(all_names)}
             missing = [n for n in names if n not in index]
@@ -127,38 +158,39 @@ class Run:
         """One step of a statistic (default: the last recorded); ``(step, names, vector)``."""
         group = self.group_of(stat)
         if step is None:
-            rows = self._query(
-                "SELECT step, value FROM stats WHERE stat=? ORDER BY step DESC LIMIT 1", (stat,)
+            sql, args = (
+                "SELECT step, value FROM stats WHERE stat=? ORDER BY step DESC LIMIT 1",
+                (stat,),
             )
+        elif 0 <= int(step) <= MAX_STEP:
+            sql, args = "SELECT step, value FROM stats WHERE stat=? AND step=?", (stat, int(step))
         else:
-            rows = self._query(
-                "SELECT step, value FROM stats WHERE stat=? AND step=?", (stat, int(step))
-            )
-        names = self.names(group)
+            sql, args = "SELECT step, value FROM stats WHERE 0", ()
+        rows = self._query(sql, args)
+        names, size = self.names(group), self._sizes.get(group, 0)
         if not rows:
             where = "any step" if step is None else f"step {step}"
             raise KeyError(f"no {stat!r} recorded at {where} in {self.path.name}")
-        vec = np.full(len(names), np.nan)
-        raw = np.frombuffer(rows[0][1], dtype=np.float32)
-        vec[: min(len(raw), len(names))] = raw[: len(names)]
+        vec = np.full(size, np.nan)
+        raw = vector(self.path, stat, rows[0][0], rows[0][1], size)
+        vec[: len(raw)] = raw
         return int(rows[0][0]), names, vec
 
     def scalars(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """A scalar over steps: ``(steps int64, values float64)``; NULL reads as NaN."""
         rows = self._query("SELECT step, value FROM scalars WHERE name=? ORDER BY step", (name,))
-        steps = np.array([r[0] for r in rows], dtype=np.int64)
-        values = np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=np.float64)
+        steps = np.array([check_integer(self.path, "scalars", r[0]) for r in rows], dtype=np.int64)
+        values = np.array([check_real(self.path, name, r[1]) for r in rows], dtype=np.float64)
         return steps, values
 
     def steps(self, stat: str | None = None) -> np.ndarray:
         """Every recorded step (of one statistic, or of anything)."""
         if stat is None:
-            rows = self._query(
-                "SELECT step FROM stats UNION SELECT step FROM scalars ORDER BY step"
-            )
+            sql, args = "SELECT step FROM stats UNION SELECT step FROM scalars ORDER BY step", ()
         else:
-            rows = self._query("SELECT step FROM stats WHERE stat=? ORDER BY step", (stat,))
-        return np.array([r[0] for r in rows], dtype=np.int64)
+            sql, args = "SELECT step FROM stats WHERE stat=? ORDER BY step", (stat,)
+        rows = self._query(sql, args)
+        return np.array([check_integer(self.path, "stats", r[0]) for r in rows], dtype=np.int64)
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Recorded events, each ``{"step", "kind", **payload}``."""
@@ -168,10 +200,18 @@ class Run:
             rows = self._query(
                 "SELECT step, kind, payload FROM events WHERE kind=? ORDER BY rowid", (kind,)
             )
-        return [{"step": s, "kind": k, **json.loads(p)} for s, k, p in rows]
+        return [
+            {
+                "step": check_integer(self.path, "events", s),
+                "kind": k,
+                **event_payload(self.path, k, p),
+            }
+            for s, k, p in rows
+        ]
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the file (and remove the ``-shm`` this reader created)."""
+        self._closer()
 
     def __enter__(self) -> Run:
         return self
@@ -188,8 +228,11 @@ def _check_header(path: Path) -> None:
         raise FileNotFoundError(f"no run file at {path}")
     if path.is_dir():
         raise RunFileError(f"{path} is a folder, not a graddoctor run file")
-    with open(path, "rb") as handle:
-        head = handle.read(len(SQLITE_MAGIC))
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except OSError as err:
+        raise RunFileError(f"{path} cannot be read: {err.strerror}") from err
     if len(head) < len(SQLITE_MAGIC):
         raise RunFileError(f"{path} is empty or truncated: not a graddoctor run file")
     if head != SQLITE_MAGIC:

@@ -16,6 +16,18 @@ CREATE TABLE IF NOT EXISTS scalars(step INTEGER NOT NULL, name TEXT NOT NULL, va
 CREATE TABLE IF NOT EXISTS events(step INTEGER NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL);
 """
 
+# Every table the reader queries, with the declared type of each column it reads.
+TABLES: dict[str, dict[str, str]] = {
+    "meta": {"key": "TEXT", "value": "TEXT"},
+    "layer_names": {"grp": "TEXT", "idx": "INTEGER", "name": "TEXT"},
+    "stat_groups": {"stat": "TEXT", "grp": "TEXT"},
+    "stats": {"step": "INTEGER", "stat": "TEXT", "value": "BLOB"},
+    "scalars": {"step": "INTEGER", "name": "TEXT", "value": "REAL"},
+    "events": {"step": "INTEGER", "kind": "TEXT", "payload": "TEXT"},
+}
+
+MAX_STEP = 2**63 - 1  # SQLite's INTEGER is a signed 64-bit integer; steps count from 0
+
 
 class RunFileError(ValueError):
     """A path that is not a readable graddoctor run file."""

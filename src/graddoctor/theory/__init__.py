@@ -1,12 +1,13 @@
 r"""Closed forms and spectra that explain vanishing and exploding gradients.
 
-Three pieces of theory, each checked against autograd in ``tests/test_theory.py``:
+Three pieces of theory, each checked against autograd in ``tests/theory/test_theory.py``:
 
 * the deep linear scalar chain :math:`a_i = w a_{i-1} + b`, whose activations and
-  gradients scale like :math:`w^i` and :math:`w^{n-i}` (graddoctor seed 003);
+  gradients scale like :math:`w^i` and :math:`w^{n-i}` (lecture slides "Vanishing and
+  Exploding Gradients - A Simple Example");
 * the recurrent Jacobian bound
   :math:`\|\partial h_t / \partial h_k\| \le (\gamma_W \gamma_h)^{t-k}` and the spectra
-  of recurrent matrices (Pascanu, Mikolov & Bengio 2013; seed 001, eq. 10-12);
+  of recurrent matrices (Pascanu, Mikolov & Bengio 2013; Jefkine 2018, eq. 10-12);
 * the singular values of the input-output Jacobian at initialisation, i.e. dynamical
   isometry (Saxe et al. 2014; Pennington, Schoenholz & Ganguli 2017).
 

@@ -4,8 +4,10 @@ A deep network :math:`x^l = \phi(W^l x^{l-1})` has the Jacobian
 :math:`J = \prod_{l=L}^{1} D^l W^l` with :math:`D^l = \operatorname{diag}(\phi'(h^l))`.
 Gradients neither vanish nor explode in any direction when all singular values of
 :math:`J` are close to 1 ("dynamical isometry"): exactly so for deep linear networks
-with orthogonal weights, approximately for critical tanh networks with orthogonal
-weights, and never for ReLU or Gaussian weights, whose spectra widen with depth.
+with orthogonal weights, approximately for tanh networks with orthogonal weights at a
+critical point :math:`(\sigma_w^2, \sigma_b^2)` whose fixed point :math:`q^*` is small
+(the tanh defaults here: :math:`q^* = 1/64`, see :mod:`graddoctor.theory._mean_field`),
+and never for ReLU or Gaussian weights, whose spectra widen with depth.
 
 Sources: Saxe, McClelland & Ganguli, "Exact solutions to the nonlinear dynamics of
 learning in deep linear neural networks", ICLR 2014; Pennington, Schoenholz & Ganguli,
@@ -23,9 +25,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._mean_field import DEFAULT_Q_STAR, tanh_critical_point
+
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "linear": None}
 _INITS = ("orthogonal", "gaussian")
-_DEFAULT_GAINS = {"tanh": 1.0, "linear": 1.0, "relu": math.sqrt(2.0)}
+# tanh at Pennington, Schoenholz & Ganguli's (2017) critical point with q* = 1/64:
+# sigma_w^2 = 1.0306, sigma_b^2 = 4.65e-6
+_TANH_WEIGHT_VARIANCE, _TANH_BIAS_VARIANCE = tanh_critical_point(DEFAULT_Q_STAR)
+_DEFAULT_GAINS = {"tanh": math.sqrt(_TANH_WEIGHT_VARIANCE), "linear": 1.0, "relu": math.sqrt(2.0)}
+_DEFAULT_BIAS_STDS = {"tanh": math.sqrt(_TANH_BIAS_VARIANCE), "linear": 0.0, "relu": 0.0}
+# inputs whose first pre-activations W x + b have the fixed point's variance q*
+_DEFAULT_INPUT_STDS = {
+    "tanh": math.sqrt((DEFAULT_Q_STAR - _TANH_BIAS_VARIANCE) / _TANH_WEIGHT_VARIANCE),
+    "linear": 1.0,
+    "relu": 1.0,
+}
 
 
 def _per_sample_jacobians(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -101,18 +115,22 @@ def build_isometry_mlp(
     gain: float | None = None,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
+    bias_std: float | None = None,
 ) -> nn.Sequential:
-    r"""Build a deep bias-free MLP ``width -> width`` initialised for a dynamical isometry study.
+    r"""Build a deep MLP ``width -> width`` initialised for a dynamical isometry study.
 
     .. math::
-        x^l = \phi(W^l x^{l-1}), \qquad W^l = g\, Q \ (\text{orthogonal}) \quad\text{or}\quad
-        W^l_{jk} \sim \mathcal{N}(0, g^2 / \text{width}) \ (\text{gaussian})
+        x^l = \phi(W^l x^{l-1} + b^l), \qquad W^l = g\, Q \ (\text{orthogonal}) \quad\text{or}\quad
+        W^l_{jk} \sim \mathcal{N}(0, g^2 / \text{width}) \ (\text{gaussian}), \qquad
+        b^l_j \sim \mathcal{N}(0, \sigma_b^2)
 
     Orthogonal matrices come from the QR decomposition of a Gaussian matrix with the signs
-    of :math:`\operatorname{diag}(R)` moved into :math:`Q`. Default gains: 1 for linear
-    and tanh (critical at zero bias), :math:`\sqrt2` for ReLU (He et al. 2015).
-    Uses its own ``torch.Generator`` seeded with ``seed``, not the global one.
-    Source: Saxe et al. (2014); Pennington, Schoenholz & Ganguli (2017).
+    of :math:`\operatorname{diag}(R)` moved into :math:`Q`. Defaults: for tanh the
+    critical point of Pennington, Schoenholz & Ganguli (2017) with fixed point
+    :math:`q^* = 1/64`, :math:`g^2 = \sigma_w^2 = 1.0306` and :math:`\sigma_b^2 = 4.65
+    \cdot 10^{-6}`; for linear :math:`g = 1` and for ReLU :math:`g = \sqrt2` (He et al.
+    2015), both without bias. Uses its own ``torch.Generator`` seeded with ``seed``, not
+    the global one. Source: Saxe et al. (2014); Pennington, Schoenholz & Ganguli (2017).
 
     Args:
         depth: number of layers (>= 1).
@@ -122,6 +140,8 @@ def build_isometry_mlp(
         gain: weight scale :math:`g` (> 0); ``None`` picks the default above.
         seed: seed of the weight generator.
         dtype: parameter dtype.
+        bias_std: :math:`\sigma_b` (>= 0); ``None`` picks the default above; 0 builds
+            layers without bias.
 
     Returns:
         ``nn.Sequential`` with layers ``linear_1, activation_1, ..., linear_depth, ...``.
@@ -136,10 +156,13 @@ def build_isometry_mlp(
     gain = _DEFAULT_GAINS[activation] if gain is None else gain
     if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
         raise ValueError(f"gain must be a positive number or None, got {gain!r}")
+    bias_std = _DEFAULT_BIAS_STDS[activation] if bias_std is None else bias_std
+    if isinstance(bias_std, bool) or not isinstance(bias_std, (int, float)) or not bias_std >= 0:
+        raise ValueError(f"bias_std must be a number >= 0 or None, got {bias_std!r}")
     generator = torch.Generator().manual_seed(int(seed))
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     for index in range(1, depth + 1):
-        linear = nn.utils.skip_init(nn.Linear, width, width, bias=False, dtype=dtype)
+        linear = nn.utils.skip_init(nn.Linear, width, width, bias=bias_std > 0, dtype=dtype)
         if init == "orthogonal":
             weight = gain * _orthogonal_matrix(width, generator, dtype)
         else:
@@ -147,6 +170,9 @@ def build_isometry_mlp(
             weight = (weight * (gain / math.sqrt(width))).to(dtype)
         with torch.no_grad():
             linear.weight.copy_(weight)
+            if linear.bias is not None:
+                bias = torch.randn(width, generator=generator, dtype=torch.float64)
+                linear.bias.copy_(bias_std * bias)
         layers[f"linear_{index}"] = linear
         if _ACTIVATIONS[activation] is not None:
             layers[f"{activation}_{index}"] = _ACTIVATIONS[activation]()
@@ -200,7 +226,8 @@ def isometry_experiment(
     gain: float | None = None,
     batch: int = 8,
     seed: int = 0,
-    input_std: float = 1.0,
+    input_std: float | None = None,
+    bias_std: float | None = None,
 ) -> dict[str, Any]:
     r"""Jacobian spectrum of a freshly initialised deep MLP (dynamical isometry experiment).
 
@@ -209,33 +236,42 @@ def isometry_experiment(
 
     Builds :func:`build_isometry_mlp` in float64, draws ``batch`` inputs
     :math:`x \sim \mathcal{N}(0, s^2 I)` from a generator seeded with ``seed + 1`` and
-    returns the singular values of :math:`J` at each of them. For tanh the input scale
-    sets the pre-activation variance :math:`q`: the smaller it is, the more linear the
-    network and the closer orthogonal weights get to isometry (Pennington et al. choose
-    a small fixed point :math:`q^*`). Expected: all ones for a linear
-    orthogonal net (Saxe et al. 2014); a narrow spectrum for orthogonal critical tanh;
-    a wide one for Gaussian weights or ReLU (Pennington, Schoenholz & Ganguli 2017).
+    returns the singular values of :math:`J` at each of them. The tanh defaults reproduce
+    Pennington, Schoenholz & Ganguli (2017): at the critical point with :math:`q^* = 1/64`
+    and inputs whose first pre-activations have variance :math:`q^*`, orthogonal weights
+    keep the mean squared singular value near 1 at any depth (0.99 to 0.92 for
+    :math:`L = 2..128`, width 64) with a narrow spectrum, where Gaussian weights or ReLU
+    widen it with depth. Away from :math:`q^*` (e.g. ``input_std=1`` with ``gain=1``,
+    ``bias_std=0``) the mean squared singular value decays with depth. A linear orthogonal
+    net has all singular values :math:`g^L` (Saxe et al. 2014).
 
     Args:
         depth: number of layers (>= 1).
         width: width of every layer (>= 1).
         init: ``"orthogonal"`` or ``"gaussian"``.
         activation: ``"tanh"``, ``"relu"`` or ``"linear"``.
-        gain: weight scale; ``None`` for 1 (linear, tanh) or :math:`\sqrt2` (ReLU).
+        gain: weight scale; ``None`` for the defaults of :func:`build_isometry_mlp`.
         batch: number of input samples (>= 1).
         seed: seed of the weights (the inputs use ``seed + 1``).
-        input_std: standard deviation :math:`s` of the inputs (> 0).
+        input_std: standard deviation :math:`s` of the inputs (> 0); ``None`` for tanh
+            puts the first pre-activations at :math:`q^*`
+            (:math:`s^2 = (q^* - \sigma_b^2) / \sigma_w^2` with the default
+            :math:`\sigma_w, \sigma_b`), 1 otherwise.
+        bias_std: :math:`\sigma_b`; ``None`` for the defaults of :func:`build_isometry_mlp`.
 
     Returns:
         dict with ``singular_values`` (float64 numpy array ``[batch, width]``), ``summary``
         (see :func:`singular_value_summary`) and the settings ``depth``, ``width``, ``init``,
-        ``activation``, ``gain`` (the one used), ``batch``, ``seed``, ``input_std``.
+        ``activation``, ``gain``, ``bias_std``, ``input_std`` (the ones used), ``batch``,
+        ``seed``.
     """
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be an int >= 1, got {batch!r}")
+    if input_std is None:
+        input_std = _DEFAULT_INPUT_STDS.get(activation, 1.0)
     if isinstance(input_std, bool) or not isinstance(input_std, (int, float)) or not input_std > 0:
         raise ValueError(f"input_std must be a positive number, got {input_std!r}")
-    model = build_isometry_mlp(depth, width, init, activation, gain, seed, torch.float64)
+    model = build_isometry_mlp(depth, width, init, activation, gain, seed, torch.float64, bias_std)
     generator = torch.Generator().manual_seed(int(seed) + 1)
     inputs = input_std * torch.randn(batch, width, generator=generator, dtype=torch.float64)
     singular_values = jacobian_singular_values(model, inputs)
@@ -247,6 +283,7 @@ def isometry_experiment(
         "init": init,
         "activation": activation,
         "gain": _DEFAULT_GAINS[activation] if gain is None else float(gain),
+        "bias_std": _DEFAULT_BIAS_STDS[activation] if bias_std is None else float(bias_std),
         "batch": batch,
         "seed": seed,
         "input_std": float(input_std),

@@ -4,8 +4,8 @@ The chain has :math:`n` layers :math:`a_i = w_i a_{i-1} + b_i` with :math:`a_0 =
 all :math:`w_i = w`, :math:`b_i = b`. It is the smallest model in which activations and
 gradients vanish (:math:`w < 1`), stay put (:math:`w = 1`) or explode (:math:`w > 1`).
 
-Source: lecture slides "Vanishing and Exploding Gradients - A Simple Example"
-(graddoctor seed 003), tables "Layer / Activation" and "Layer / Gradient".
+Source: lecture slides "Vanishing and Exploding Gradients - A Simple Example",
+tables "Layer / Activation" and "Layer / Gradient".
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def linear_chain_activations(x: float, w: float, b: float, n: int) -> np.ndarray
 
     For :math:`w` near 1 the geometric sum is evaluated as
     :math:`\operatorname{expm1}(i \log1p(w - 1)) / (w - 1)`, which does not cancel.
-    Source: graddoctor seed 003 (deep linear network, "Layer / Activation" table).
+    Source: the lecture slides' deep linear network, "Layer / Activation" table.
 
     Args:
         x: the input :math:`a_0`.
@@ -92,7 +92,7 @@ def linear_chain_input_gradients(w: float, n: int) -> np.ndarray:
 
     The same numbers are the bias gradients :math:`\partial a_n / \partial b_i`, and
     :math:`\partial a_n / \partial x = w \cdot \partial a_n / \partial a_1`.
-    Source: graddoctor seed 003 ("Layer / Gradient" table).
+    Source: the lecture slides' "Layer / Gradient" table.
 
     Args:
         w: the weight shared by every layer.
@@ -116,7 +116,7 @@ def linear_chain_weight_gradients(x: float, w: float, b: float, n: int) -> np.nd
         = a_{i-1} \, w^{n-i}, \qquad a_0 = x.
 
     Exact for the scalar chain (no approximation when all :math:`w_i = w`).
-    Source: graddoctor seed 003 ("Layer / Gradient" table).
+    Source: the lecture slides' "Layer / Gradient" table.
 
     Args:
         x: the input :math:`a_0`.
@@ -144,7 +144,7 @@ def build_linear_chain(
         a_i = w a_{i-1} + b, \qquad a_0 = x
 
     The layers are named ``layer_1`` .. ``layer_n``; the global random number generator is
-    not used. Source: graddoctor seed 003.
+    not used. Source: the lecture slides' deep linear network.
 
     Args:
         n: the number of layers (>= 1).

@@ -7,7 +7,7 @@ is at most :math:`(\gamma_W \gamma_h)^{t-k}` with :math:`\gamma_W = \|W_{hh}\|_2
 
 Source: Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural
 networks", ICML 2013; as written up by Jefkine, "Vanishing and exploding gradient
-problems" (2018), eq. 10-12 (graddoctor seed 001).
+problems" (2018), eq. 10-12.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def activation_derivative_bound(activation: str) -> float:
         \gamma_h = 1 \ (\tanh), \quad \tfrac14 \ (\sigma), \quad 1 \ (\mathrm{relu}),
         \quad 1 \ (\mathrm{linear})
 
-    Source: Jefkine (2018) eq. 10-11 (graddoctor seed 001), after Pascanu et al. (2013).
+    Source: Jefkine (2018) eq. 10-11, after Pascanu et al. (2013).
 
     Args:
         activation: one of ``"tanh"``, ``"sigmoid"``, ``"relu"``, ``"linear"``.
@@ -58,8 +58,7 @@ def jacobian_bound(gamma_w: float, t_minus_k: Any, activation: str = "tanh") -> 
 
     With :math:`\gamma_W \gamma_h < 1` gradients through time vanish at least
     geometrically; :math:`\gamma_W \gamma_h > 1` is necessary (not sufficient) for them to
-    explode. Source: Pascanu, Mikolov & Bengio (2013); Jefkine (2018) eq. 10-12
-    (graddoctor seed 001).
+    explode. Source: Pascanu, Mikolov & Bengio (2013); Jefkine (2018) eq. 10-12.
 
     Args:
         gamma_w: :math:`\gamma_W`, the largest singular value of :math:`W_{hh}` (>= 0),
@@ -181,7 +180,7 @@ def recurrent_spectra(model: nn.Module) -> list[dict[str, Any]]:
     split into their 4 gate blocks (``i, f, g, o``) and GRU matrices into 3 (``r, z, n``),
     in PyTorch's storage order. A 1-D ``weight_hh`` is read as the diagonal matrix
     :math:`\operatorname{diag}(w)`. The model is not changed.
-    Source: Pascanu, Mikolov & Bengio (2013); Jefkine (2018) eq. 10-12 (seed 001).
+    Source: Pascanu, Mikolov & Bengio (2013); Jefkine (2018) eq. 10-12.
 
     Args:
         model: any ``nn.Module``.

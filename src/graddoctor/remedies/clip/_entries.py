@@ -8,7 +8,8 @@ clip_norm      grad transform ``clip_grad_norm_(max_norm=1.0, norm_type=2.0,
                nonfinite="skip")``: a non-finite step is skipped, not applied
 clip_backward  ``clip_during_backward(value=1.0)`` hooks on the new model; the handle is
                ``notes["backward_clip"]`` (``.remove()``)
-clip_adaptive  grad transform ``adaptive_clip_(clip_factor=0.01, eps=1e-3)``, all layers
+clip_adaptive  grad transform ``adaptive_clip_(clip_factor=0.01, eps=1e-3)`` on every layer
+               but the final weight layer (``include_final=False``, Brock et al. 2021)
 clip_quantile  grad transform ``QuantileClipper(quantile=0.9, history=1000,
                nonfinite="skip")``, one per applied problem (``notes["quantile_clipper"]``)
 =============  ======================================================================
@@ -24,8 +25,9 @@ from torch import nn
 from graddoctor.problem import Problem
 from graddoctor.remedies._common import positive, trainable_reason
 from graddoctor.remedies._remedy import BACKWARD_CLIP_NOTE, Remedy
+from graddoctor.remedies.clip._gather import check_norm_type
 from graddoctor.remedies.clip._norms import NONFINITE_POLICIES
-from graddoctor.remedies.clip.adaptive import adaptive_clip_
+from graddoctor.remedies.clip.adaptive import adaptive_clip_, final_layer
 from graddoctor.remedies.clip.backward import clip_during_backward
 from graddoctor.remedies.clip.norm import clip_grad_norm_
 from graddoctor.remedies.clip.quantile import QuantileClipper
@@ -49,11 +51,7 @@ def _clip_value(problem: Problem, params: dict[str, Any]) -> Problem:
 
 def _clip_norm(problem: Problem, params: dict[str, Any]) -> Problem:
     max_norm = positive("max_norm", params["max_norm"])
-    norm_type = float(params["norm_type"])
-    if not norm_type > 0:
-        raise ValueError(
-            f"norm_type must be a positive number or float('inf'), got {params['norm_type']!r}"
-        )
+    norm_type = check_norm_type(params["norm_type"])
     nonfinite = params["nonfinite"]
     if nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
@@ -70,8 +68,15 @@ def _clip_adaptive(problem: Problem, params: dict[str, Any]) -> Problem:
         positive("eps", params["eps"]),
     )
 
+    include_final = params["include_final"]
+    if not isinstance(include_final, bool):
+        raise ValueError(f"include_final must be True or False, got {include_final!r}")
+
     def clip_adaptive(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        adaptive_clip_(model.parameters(), clip_factor=clip_factor, eps=eps)
+        head = None if include_final else final_layer(model)
+        skipped = set() if head is None else {id(p) for p in head.parameters(recurse=False)}
+        kept = [p for p in model.parameters() if id(p) not in skipped]
+        adaptive_clip_(kept, clip_factor=clip_factor, eps=eps)
 
     return _append_transform(problem, clip_adaptive)
 
@@ -114,7 +119,7 @@ REMEDIES = (
     ),
     Remedy(
         "clip_adaptive", "Unit-wise adaptive gradient clipping (Brock, De, Smith & Simonyan 2021, NFNets)",
-        {"clip_factor": 0.01, "eps": 1e-3}, _clip_adaptive, trainable_reason,
+        {"clip_factor": 0.01, "eps": 1e-3, "include_final": False}, _clip_adaptive, trainable_reason,
         treats={"exploding_gradients": 3, "exploding_gradients_in_recurrent": 3},
     ),
     Remedy(

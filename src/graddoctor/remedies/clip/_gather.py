@@ -54,11 +54,26 @@ def check_positive(name: str, value: float) -> float:
     return float(value)
 
 
-def check_norm_type(norm_type: float) -> float:
-    """``norm_type`` as a float, or ``ValueError`` unless it is > 0 (``inf`` allowed)."""
-    if not isinstance(norm_type, numbers.Real) or math.isnan(norm_type) or norm_type <= 0:
-        raise ValueError(f"norm_type must be a positive number or float('inf'), got {norm_type!r}")
-    return float(norm_type)
+def check_norm_type(norm_type: float | str) -> float:
+    """``norm_type`` as a float, as torch reads it (``float(norm_type)``: ``2``, ``"inf"``...).
+
+    Raises:
+        ValueError: unless it is a number > 0 or infinity. torch also takes ``p <= 0``,
+            which is not a norm (``p = 0`` counts the nonzero entries, ``p < 0`` is 0 as
+            soon as one entry is 0), so clipping by it would silently do nothing useful.
+    """
+    try:
+        value = float(norm_type)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"norm_type must be a positive number or 'inf', got {norm_type!r}"
+        ) from None
+    if math.isnan(value) or value <= 0:
+        raise ValueError(
+            f"norm_type must be a positive number or 'inf', got {norm_type!r}: a p <= 0 is not "
+            "a norm (p = 0 counts nonzero entries, p < 0 is 0 once any entry is 0)"
+        )
+    return value
 
 
 def check_eps(eps: float) -> float:

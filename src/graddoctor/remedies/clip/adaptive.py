@@ -11,7 +11,10 @@ import numbers
 from collections.abc import Iterable
 
 import torch
+from torch import nn
 
+from graddoctor._foreach import LOW_PRECISION
+from graddoctor._modules import is_weight_layer
 from graddoctor.remedies.clip._gather import as_tensor_list
 
 # the NFNet reference code's floor on the gradient norm before dividing by it
@@ -32,7 +35,7 @@ def unitwise_norm(tensor: torch.Tensor) -> torch.Tensor:
         norms of shape ``(out, 1, ..., 1)`` for tensors with 2+ dimensions, a 0-dim norm
         otherwise; float32 for half-precision inputs.
     """
-    dtype = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
+    dtype = torch.float32 if tensor.dtype in LOW_PRECISION else None
     if tensor.dim() <= 1:
         return torch.linalg.vector_norm(tensor, dtype=dtype)
     return torch.linalg.vector_norm(
@@ -82,7 +85,8 @@ def adaptive_clip_(
 
     Units under the bound are multiplied by exactly 1. The choice is made on the device
     (``torch.where``), with no host synchronisation. The paper does not clip the final
-    classifier layer: leave its parameters out of ``params``.
+    classifier layer: leave its parameters out of ``params`` (see :func:`final_layer`;
+    the ``clip_adaptive`` remedy does so by default).
 
     Args:
         params: parameters whose ``.grad`` is clipped (those without one are skipped).
@@ -105,3 +109,25 @@ def adaptive_clip_(
             torch.ones((), dtype=grad_norm.dtype, device=grad_norm.device),
         )
         grad.mul_(scale)
+
+
+def final_layer(model: nn.Module) -> nn.Module | None:
+    """The model's final weight layer: the last one registered that has trainable parameters.
+
+    AGC leaves this layer (usually the classifier head) unclipped (Brock et al. 2021,
+    Sec. 4.1). Weight layers are those of :func:`graddoctor._modules.is_weight_layer`
+    (linear, convolutional, recurrent, attention); registration order stands for
+    execution order, as in the NFNet and timm reference code.
+
+    Args:
+        model: the model.
+
+    Returns:
+        the module, or None when the model has no trainable weight layer.
+    """
+    found = None
+    for module in model.modules():
+        own = module.parameters(recurse=False)
+        if is_weight_layer(module) and any(p.requires_grad for p in own):
+            found = module
+    return found

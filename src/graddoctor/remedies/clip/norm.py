@@ -56,7 +56,8 @@ def get_total_norm(
     Args:
         tensors: the tensors themselves (usually gradients: ``[p.grad for p in ...]``);
             a tensor or any iterable, generators included.
-        norm_type: :math:`p`, a positive number or ``float("inf")``.
+        norm_type: :math:`p`, a positive number or ``"inf"`` (anything ``float()`` reads, as torch;
+            ``p <= 0`` is not a norm and raises ``ValueError``).
         error_if_nonfinite: raise ``RuntimeError`` when the norm is nan or inf (one host sync).
         foreach: ``None`` uses the foreach kernels where supported; ``True`` insists.
         process_group: the tensors are shards over this group (FSDP1); DTensors (FSDP2)
@@ -64,7 +65,8 @@ def get_total_norm(
 
     Returns:
         a 0-dim tensor on the first tensor's device (``tensor(0.)`` for no tensors); for
-        shards the global norm, the same on every rank.
+        shards the global norm, the same on every rank. Half-precision tensors are
+        accumulated in float32 and give a float32 norm (torch: an fp16 norm, inf above 65504).
     """
     norm_type = check_norm_type(norm_type)
     tensors = as_tensor_list(tensors, "tensors")
@@ -172,7 +174,8 @@ def clip_grad_norm_(
         parameters: parameters whose ``.grad`` is clipped (those without one are skipped);
             a tensor or any iterable, generators included.
         max_norm: the largest norm allowed.
-        norm_type: :math:`p`, a positive number or ``float("inf")``.
+        norm_type: :math:`p`, a positive number or ``"inf"`` (anything ``float()`` reads, as torch;
+            ``p <= 0`` is not a norm and raises ``ValueError``).
         error_if_nonfinite: torch's switch between ``"raise"`` and ``"propagate"``.
         foreach: ``None`` uses the foreach kernels where supported; ``True`` insists.
         nonfinite: ``"raise"``, ``"skip"``, ``"zero"`` or ``"propagate"``; overrides
@@ -188,6 +191,8 @@ def clip_grad_norm_(
     Returns:
         the total norm before clipping (0-dim), or with ``per_layer`` the vector of
         per-tensor norms in parameter order; ``tensor(0.)`` when no parameter has a gradient.
+        Half-precision gradients are measured in float32 (a float32 norm), so finite fp16
+        entries whose fp16 norm would overflow are clipped, not called non-finite.
     """
     max_norm = check_positive("max_norm", max_norm)
     norm_type = check_norm_type(norm_type)

@@ -45,7 +45,8 @@ class QuantileClipper:
     Args:
         quantile: :math:`q \in (0, 1]`; 1 clips to the largest norm seen.
         history: how many recent norms to keep (at least 1).
-        norm_type: :math:`p` of the norm, a positive number or ``float("inf")``.
+        norm_type: :math:`p` of the norm, a positive number or ``"inf"`` (anything
+            ``float()`` reads, as torch; ``p <= 0`` is not a norm and raises ``ValueError``).
         nonfinite: ``"raise"`` (``RuntimeError``), ``"skip"`` (gradients set to ``None`` so
             the optimizer step does nothing) or ``"zero"`` (non-finite entries zeroed first).
         eps: :math:`\epsilon`, added to the norm to avoid dividing by zero.

@@ -18,7 +18,7 @@ geometrically in :math:`t - k`. The remedies here act on that product:
   (:mod:`.echo_state`).
 
 Source: Pascanu, Mikolov & Bengio (2013), "On the difficulty of training recurrent neural
-networks", ICML; written up in graddoctor seed 001 (Jefkine 2018).
+networks", ICML; written up by Jefkine (2018), "Vanishing and exploding gradient problems".
 """
 
 from graddoctor.remedies.recurrent.cells import (

@@ -43,32 +43,16 @@ def echo_state_step() -> StepFunction:
                 f"the echo-state step trains an EchoStateNetwork, got {type(model).__name__}"
             )
         inputs, targets = batch
-        expected = (inputs.shape[0], model.output_size) if model.readout_mode == "last" else (
-            *inputs.shape[:2], model.output_size)  # fmt: skip
-        if not isinstance(targets, torch.Tensor) or tuple(targets.shape) != expected:
-            shape = (
-                tuple(targets.shape)
-                if isinstance(targets, torch.Tensor)
-                else type(targets).__name__
-            )
-            raise ValueError(
-                f"echo-state targets must be {list(expected)} (readout {model.readout_mode!r}), got {shape}"
-            )
+        model._check_targets(inputs, targets, "echo-state targets")
         with torch.no_grad():
             states = model.states(inputs)
             features = states[:, -1] if model.readout_mode == "last" else states
             loss = problem.loss_fn(model.readout(features), targets)
-            design = features.reshape(-1, model.reservoir_size).double()
-            design = torch.cat([design, design.new_ones(design.shape[0], 1)], dim=1)
-            wanted = targets.reshape(-1, model.output_size).double()
-            gram, cross = design.T @ design, design.T @ wanted
+            gram, cross = model._normal_equations(features, targets)
             if model in sums:
                 gram, cross = gram + sums[model][0], cross + sums[model][1]
             sums[model] = (gram, cross)
-            ridge = model.ridge * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-            solution = torch.linalg.solve(gram + ridge, cross).T  # [O, R + 1]
-            model.readout.weight.copy_(solution[:, :-1])
-            model.readout.bias.copy_(solution[:, -1])
+            model._solve_readout_(gram, cross)
         return loss.detach()
 
     echo_state_fit.closed_form = True  # type: ignore[attr-defined]  # no gradient step to clip

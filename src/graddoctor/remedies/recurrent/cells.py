@@ -6,7 +6,7 @@ back every hidden state and pre-activation of a forward pass (a :class:`Recurren
 which the vanishing-gradient regulariser :math:`\Omega` needs.
 
 Source: Elman (1990), "Finding structure in time"; Pascanu, Mikolov & Bengio (2013), "On
-the difficulty of training recurrent neural networks" (graddoctor seed 001, eq. 2a).
+the difficulty of training recurrent neural networks", eq. 2a in Jefkine's (2018) write-up.
 """
 
 from __future__ import annotations
@@ -204,8 +204,8 @@ class ElmanRNN(RecurrentCore):
         h_t = f(W_{ih} x_t + W_{hh} h_{t-1} + b), \qquad f \in \{\tanh, \mathrm{relu}, \sigma\}
 
     Equals ``torch.nn.RNN(input_size, hidden_size, nonlinearity)`` with
-    ``bias = bias_ih + bias_hh``. Source: Elman (1990); Pascanu et al. (2013), seed 001
-    eq. 2a.
+    ``bias = bias_ih + bias_hh``. Source: Elman (1990); Pascanu et al. (2013), eq. 2a in
+    Jefkine (2018).
 
     Args:
         input_size: features per time step.

@@ -12,7 +12,7 @@ regression on the collected states:
 
 Source: Jaeger (2001), "The echo state approach to analysing and training recurrent
 neural networks"; Jaeger et al. (2007) for the leaking rate; Lukoševičius & Jaeger (2009);
-Pascanu, Mikolov & Bengio (2013), graddoctor seed 001 ("Echo State Networks").
+Pascanu, Mikolov & Bengio (2013); Jefkine (2018), "Echo State Networks".
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class EchoStateNetwork(nn.Module):
     uniform in ``[-input_scale, input_scale]``. Only ``readout`` (an ``nn.Linear``) holds
     parameters, set by :meth:`fit`. ``leak`` is the leaking *rate* :math:`\lambda` of
     Jaeger et al. (2007): 1 is a plain ESN, smaller is slower (the opposite convention to
-    ``LeakyRNN``'s retained fraction). Source: Jaeger (2001); seed 001.
+    ``LeakyRNN``'s retained fraction). Source: Jaeger (2001); Jefkine (2018).
 
     Args:
         input_size: features per time step.
@@ -166,10 +166,39 @@ class EchoStateNetwork(nn.Module):
             collected.append(state)
         return torch.stack(collected, dim=1)
 
-    def _design(self, states: torch.Tensor, washout: int) -> torch.Tensor:
-        if self.readout_mode == "last":
-            return states[:, -1]
-        return states[:, washout:].reshape(-1, self.reservoir_size)
+    def _check_targets(self, inputs: torch.Tensor, targets: object, what: str = "targets") -> None:
+        """Raise ValueError unless ``targets`` is ``[B, O]`` (``"last"``) or ``[B, T, O]`` (``"all"``)."""
+        expected = (
+            (inputs.shape[0], self.output_size)
+            if self.readout_mode == "last"
+            else (*inputs.shape[:2], self.output_size)
+        )
+        if not isinstance(targets, torch.Tensor) or tuple(targets.shape) != expected:
+            shape = (
+                tuple(targets.shape)
+                if isinstance(targets, torch.Tensor)
+                else type(targets).__name__
+            )
+            raise ValueError(
+                f"{what} must be {list(expected)} for readout={self.readout_mode!r}, got {shape}"
+            )
+
+    def _normal_equations(
+        self, features: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`X^\top X` and :math:`X^\top Y` in float64, with :math:`X = [S, \mathbf{1}]`
+        the states (over batch, and time for ``"all"``) and a bias column."""
+        design = features.reshape(-1, self.reservoir_size).double()
+        design = torch.cat([design, design.new_ones(design.shape[0], 1)], dim=1)
+        wanted = targets.reshape(-1, self.output_size).double()
+        return design.T @ design, design.T @ wanted
+
+    def _solve_readout_(self, gram: torch.Tensor, cross: torch.Tensor) -> None:
+        r"""Set the readout to :math:`[W_{out}, b_{out}] = \big((G + \beta I)^{-1} C\big)^\top`."""
+        ridge = self.ridge * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+        solution = torch.linalg.solve(gram + ridge, cross).T  # [O, N + 1]
+        self.readout.weight.copy_(solution[:, :-1])
+        self.readout.bias.copy_(solution[:, -1])
 
     @torch.no_grad()
     def fit(
@@ -197,30 +226,12 @@ class EchoStateNetwork(nn.Module):
         states = self.states(inputs)
         if washout >= states.shape[1]:
             raise ValueError(f"washout {washout} leaves no time step of {states.shape[1]} to fit")
-        expected = (
-            (inputs.shape[0], self.output_size)
-            if self.readout_mode == "last"
-            else (*inputs.shape[:2], self.output_size)
-        )
-        if not isinstance(targets, torch.Tensor) or tuple(targets.shape) != expected:
-            shape = (
-                tuple(targets.shape)
-                if isinstance(targets, torch.Tensor)
-                else type(targets).__name__
-            )
-            raise ValueError(
-                f"targets must be {list(expected)} for readout={self.readout_mode!r}, got {shape}"
-            )
-        design = self._design(states, washout).double()
-        design = torch.cat([design, design.new_ones(design.shape[0], 1)], dim=1)
-        wanted = targets if self.readout_mode == "last" else targets[:, washout:]
-        wanted = wanted.reshape(-1, self.output_size).double()
-        gram = design.T @ design + self.ridge * torch.eye(
-            design.shape[1], dtype=torch.float64, device=design.device
-        )
-        solution = torch.linalg.solve(gram, design.T @ wanted).T  # [O, N + 1]
-        self.readout.weight.copy_(solution[:, :-1])
-        self.readout.bias.copy_(solution[:, -1])
+        self._check_targets(inputs, targets)
+        if self.readout_mode == "last":
+            features, wanted = states[:, -1], targets
+        else:
+            features, wanted = states[:, washout:], targets[:, washout:]
+        self._solve_readout_(*self._normal_equations(features, wanted))
         return self
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:

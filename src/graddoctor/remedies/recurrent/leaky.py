@@ -9,7 +9,7 @@ Jacobian :math:`\partial h_t / \partial h_{t-1} = \operatorname{diag}(\alpha) +
 :math:`\alpha_i` per unit, so gradients decay more slowly through time.
 
 Source: Pascanu, Mikolov & Bengio (2013), sec. 3.2, after Bengio, Boulanger-Lewandowski &
-Pascanu (2012), "Advances in optimizing recurrent networks" (graddoctor seed 001, eq. 14);
+Pascanu (2012), "Advances in optimizing recurrent networks" (Jefkine 2018, eq. 14);
 Jaeger et al. (2007) for leaky-integrator neurons.
 """
 
@@ -34,7 +34,7 @@ class LeakyRNN(RecurrentCore):
     :math:`\alpha = 0` is a plain Elman RNN. The leaks are a buffer ``leak`` (not trained).
     Same ``forward(inputs, hidden=None) -> (outputs, h_T)`` interface as
     :class:`~graddoctor.remedies.recurrent.ElmanRNN`.
-    Source: Pascanu et al. (2013), seed 001 eq. 14; Bengio et al. (2012).
+    Source: Pascanu et al. (2013); Jefkine (2018) eq. 14; Bengio et al. (2012).
 
     Args:
         input_size: features per time step.

@@ -20,13 +20,13 @@ f(a_{k+1})`), so the row vector is
     = (g_{k+1} \odot f'(a_{k+1})) W_{hh} \;[+\; g_{k+1} \odot \alpha],
     \qquad g_{k+1} = \partial E / \partial h_{k+1}
 
-(``form="hidden"``, the default, :math:`k = 0..T-1`). The paper (and seed 001, eq. 16)
+(``form="hidden"``, the default, :math:`k = 0..T-1`). The paper (and Jefkine 2018, eq. 16)
 writes the same product in the parameterisation :math:`x_{k+1} = W_{hh} f(x_k) + W_{ih}
 u_{k+1} + b` whose state is our pre-activation :math:`x_k = a_k`; there the Jacobian is
 :math:`W_{hh} \operatorname{diag}(f'(x_k))` and the row vector
 :math:`(\partial E/\partial x_{k+1}) W_{hh} \operatorname{diag}(f'(x_k))` with
 :math:`\partial E/\partial x_{k+1} = g_{k+1} \odot f'(a_{k+1})` (``form="preactivation"``,
-:math:`k = 1..T-1`, Elman layers only). Seed 001's :math:`W^\top` is the transposed
+:math:`k = 1..T-1`, Elman layers only). Jefkine's :math:`W^\top` is the transposed
 (column-vector) way of writing the same product.
 
 Gradient. Like the paper, which takes :math:`\partial E/\partial x_{k+1}` *and*
@@ -36,7 +36,7 @@ detached. ``differentiate_activations=True`` lets the gradient also flow through
 :math:`f'(a)` (into :math:`W_{hh}`, :math:`W_{ih}`, :math:`b` and earlier states).
 
 Source: Pascanu, Mikolov & Bengio (2013), "On the difficulty of training recurrent neural
-networks", ICML, sec. 3.3, eq. 9-10 (graddoctor seed 001, eq. 15-16).
+networks", ICML, sec. 3.3, eq. 9-10 (Jefkine 2018, eq. 15-16).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def vanishing_gradient_regularizer(
         \left( \frac{\| g_{k+1} \,\partial h_{k+1} / \partial h_k \|}{\| g_{k+1} \|} - 1 \right)^2
 
     (see the module docstring for both forms). Terms whose error signal is exactly zero
-    are left out. Source: Pascanu, Mikolov & Bengio (2013), eq. 9-10 (seed 001, eq. 15-16).
+    are left out. Source: Pascanu, Mikolov & Bengio (2013), eq. 9-10 (Jefkine 2018, eq. 15-16).
 
     Args:
         trace: from ``layer(x, return_trace=True)`` or :func:`record_recurrent_traces`.
@@ -142,7 +142,7 @@ def omega_step(
     (:func:`vanishing_gradient_regularizer`); backward of
     :math:`E + \text{penalties} + \lambda \sum \Omega`; the problem's grad transforms;
     ``optimizer.step()``. The error signal is that of the task loss alone.
-    Source: Pascanu, Mikolov & Bengio (2013), sec. 3.3 (seed 001, eq. 15-16).
+    Source: Pascanu, Mikolov & Bengio (2013), sec. 3.3 (Jefkine 2018, eq. 15-16).
 
     Args:
         strength: :math:`\lambda \ge 0`.

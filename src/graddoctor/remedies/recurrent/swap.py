@@ -98,7 +98,7 @@ def swap_rnn_(model: nn.Module, to: str = "lstm") -> list[str]:
     outputs keep their shape; the hidden state becomes ``(h, c)`` for an LSTM, which
     :class:`SequenceModel` and :func:`tbptt` handle. Gating gives the additive memory path
     that keeps gradients from vanishing (Hochreiter & Schmidhuber 1997; Cho et al. 2014;
-    graddoctor seed 001). Layers already gated are left alone, so a second call returns ``[]``.
+    Jefkine 2018). Layers already gated are left alone, so a second call returns ``[]``.
 
     Args:
         model: the model to change (not itself the RNN: wrap it, e.g. in

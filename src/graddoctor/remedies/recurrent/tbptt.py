@@ -82,7 +82,7 @@ def tbptt(k: int, per_step_targets: bool | None = None) -> StepFunction:
     With one target per sequence (``readout="last"``) the chunks are aligned to end at the
     last step, earlier chunks only advance the hidden state (no gradient), and the last
     chunk takes the single step: the gradient reaches the last ``k`` steps only.
-    Source: Williams & Peng (1990); Pascanu et al. (2013), graddoctor seed 001.
+    Source: Williams & Peng (1990); Pascanu, Mikolov & Bengio (2013).
 
     The model is either a :class:`SequenceModel` or follows the protocol
     ``model(inputs, hidden) -> (outputs, hidden)`` (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``,

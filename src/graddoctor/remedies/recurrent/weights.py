@@ -2,7 +2,7 @@ r"""The recurrent matrices of a model: finding them, penalising them, projecting
 
 Source: Pascanu, Mikolov & Bengio (2013), "On the difficulty of training recurrent neural
 networks", sec. 3 (L1/L2 penalties on :math:`W_{hh}`; :math:`\rho(W_{hh}) < 1` keeps
-gradients from exploding) — graddoctor seed 001; Saxe et al. (2014) and Henaff et al.
+gradients from exploding), as written up by Jefkine (2018); Saxe et al. (2014) and Henaff et al.
 (2016) for orthogonal recurrent initialisation.
 """
 
@@ -90,7 +90,7 @@ def recurrent_penalty(
 
     The sums run over :func:`recurrent_weights` (gate blocks when ``per_gate``; this only
     matters for ``"spectral"``). Pascanu et al. (2013) use L1/L2 on :math:`W_{hh}` to keep
-    :math:`\rho(W_{hh}) < 1`, a sufficient condition against exploding gradients (seed 001).
+    :math:`\rho(W_{hh}) < 1`, a sufficient condition against exploding gradients.
     :math:`\sigma_{\max}` is ``torch.linalg.matrix_norm(W, ord=2)``, differentiable.
 
     Args:
@@ -138,7 +138,7 @@ def constrain_spectral_norm_(
 
     A hard projection, to run *after* ``optimizer.step()`` (see :class:`SpectralConstraint`
     and :func:`spectral_constraint_step`); it is not a gradient transform. No host sync.
-    Source: Pascanu et al. (2013), seed 001 (:math:`\rho(W_{hh}) \le \|W_{hh}\|_2 < 1`).
+    Source: Pascanu et al. (2013) (:math:`\rho(W_{hh}) \le \|W_{hh}\|_2 < 1`).
 
     Args:
         model: the model to change.
@@ -252,7 +252,7 @@ def orthogonal_recurrent_init_(
 
     The sign correction makes :math:`Q` Haar-distributed. All eigenvalues of an orthogonal
     matrix have modulus 1, so the Jacobian products through time neither shrink nor grow
-    from :math:`W_{hh}` alone (seed 001, "Orthogonal initialization"). Non-square blocks
+    from :math:`W_{hh}` alone (Jefkine 2018, "Orthogonal initialization"). Non-square blocks
     (LSTM ``proj_size``) get orthonormal rows or columns. Source: Saxe, McClelland &
     Ganguli (2014); Henaff, Szlam & LeCun (2016).
 

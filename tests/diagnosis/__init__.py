@@ -1,0 +1,1 @@
+"""Records to findings: the labelled suite and a remedy's proof on a diagnosis."""

@@ -1,0 +1,1 @@
+"""Adapters: Lightning, Transformers, TensorBoard and zero-code instrumentation."""

@@ -1,0 +1,1 @@
+"""The Monitor: statistics, lifecycle, mixed precision and distributed reduction."""

@@ -1,0 +1,1 @@
+"""What is measured: statistics against naive references, the module taxonomy, the NaN replay."""
