@@ -22,8 +22,8 @@ import torch
 
 import graddoctor as gd
 
-from .diagnosis_problems import PROBLEMS
 from .diagnosis.test_diagnosis_suite import LABELS
+from .diagnosis_problems import PROBLEMS
 
 
 def evaluate(folder: Path) -> list[dict]:

@@ -44,11 +44,11 @@ def regression_walkthrough(console: Console, out: Path, epochs: int) -> None:
                     *_rows_at(out, bad - 1), title=f"step {bad - 1}: the last finite gradients"
                 )
             )
-        console.print(layer_table(*_rows_at(out, bad), title=f"step {bad}: the float32 gradient norm overflows"))
+        console.print(layer_table(*_rows_at(out, bad), title=f"step {bad}: the gradients overflow"))
     if result.first_nonfinite_step is not None:
         console.print(
             f"[bold red]the loss became non-finite at step {result.first_nonfinite_step}[/] "
-            f"(the float32 gradient norm first overflowed at step {result.first_bad_gradient_step})"
+            f"(gradients first at step {result.first_bad_gradient_step})"
         )
     console.print(f"run file: {out}  (graddoctor show {out} --step N)")
     console.rule("[bold]diagnosis")

@@ -16,17 +16,13 @@ from . import thresholds as T
 from ._common import plural
 from .loss import finite_losses
 
-# optimizers that compute their gradients inside ``step(closure)``: what the Monitor
-# reads just before the step is what the previous step's last evaluation left
-CLOSURE_OPTIMIZERS = ("LBFGS",)
-
 
 def _gradient_steps(view: RunView) -> int:
-    """Recorded parameter steps where at least one gradient was measured."""
-    grads = view.params.stats.get("grad_norm")
-    if grads is None or grads.size == 0:
+    """Recorded parameter steps where at least one gradient was measured (a NaN gradient is one)."""
+    counts = view.params.stats.get("grad_nonfinite")  # NaN where no gradient was there
+    if counts is None or counts.size == 0:
         return 0
-    return int(np.sum(~np.all(np.isnan(grads), axis=1)))
+    return int(np.sum(~np.all(np.isnan(counts), axis=1)))
 
 
 def evidence_gaps(view: RunView) -> tuple[list[str], list[str]]:
@@ -39,25 +35,16 @@ def evidence_gaps(view: RunView) -> tuple[list[str], list[str]]:
     """
     insufficient: list[str] = []
     limits: list[str] = []
-    optimizer = str(view.run.meta.get("optimizer") or "")
     measured = _gradient_steps(view)
     if measured == 0:
-        reason = (
-            "no gradient was recorded: none was there when the Monitor read them, just before "
-            "optimizer.step()"
+        insufficient.append(
+            "no gradient was recorded: the optimizer stepped with no .grad on any parameter "
+            "(zeroed before the step, or never computed)"
         )
-        if optimizer in CLOSURE_OPTIMIZERS:
-            reason += f" ({optimizer} computes its gradients inside step(closure))"
-        insufficient.append(reason)
     elif measured < T.MIN_STEPS_FOR_VERDICT:
         insufficient.append(
             f"only {plural(measured, 'step')} with gradients recorded "
             f"(a verdict needs at least {T.MIN_STEPS_FOR_VERDICT})"
-        )
-    elif optimizer in CLOSURE_OPTIMIZERS:
-        limits.append(
-            f"{optimizer} computes its gradients inside step(closure): the gradients recorded "
-            "before each step are those the previous step's last evaluation left"
         )
     if not view.has_scalar("loss"):
         insufficient.append(

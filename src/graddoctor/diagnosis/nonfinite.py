@@ -42,17 +42,6 @@ def _first_steps(view: RunView) -> dict[str, int | None]:
     return firsts
 
 
-def _norm_overflow(view: RunView, before: int | None) -> int | None:
-    """The first step whose float32 gradient norm overflowed while every entry was finite."""
-    params = view.params
-    if not params.stats or "grad_norm" not in params.stats:
-        return None
-    finite_entries = np.nansum(params.stats["grad_nonfinite"], axis=1) == 0
-    overflow = np.any(np.isinf(params.stats["grad_norm"]), axis=1) & finite_entries
-    step = _first(params.steps, overflow)
-    return step if step is not None and (before is None or step < before) else None
-
-
 def nonfinite_findings(view: RunView, context: dict) -> list[Finding]:
     """``nonfinite``: the first step with NaN/Inf anywhere, where it began, and how that is known."""
     firsts = _first_steps(view)
@@ -61,9 +50,6 @@ def nonfinite_findings(view: RunView, context: dict) -> list[Finding]:
         return []
     first_step = min(seen.values())
     evidence: dict = {f"first_nonfinite_{k}": v for k, v in seen.items()}
-    overflow = _norm_overflow(view, seen.get("gradients"))
-    if overflow is not None:
-        evidence["first_grad_norm_overflow"] = overflow
     located = view.run.events("nonfinite_source")
     failed = view.run.events("nonfinite_locate_failed")
     if located:
@@ -84,7 +70,7 @@ def nonfinite_findings(view: RunView, context: dict) -> list[Finding]:
             message += "; it showed first in the " + ", ".join(sorted(seen, key=seen.get)) + "."
         else:
             message += f"; inferred from the records: in {_where(source)}."
-    message += _aftermath(source, seen, overflow)
+    message += _aftermath(source, seen)
     layers = [source["module"]] if source and source.get("module") else []
     return [Finding("nonfinite", "critical", layers, first_step, evidence, message, source=source)]
 
@@ -110,19 +96,11 @@ def _where(source: dict) -> str:
     return f"the {direction} pass of {module}"
 
 
-def _aftermath(source: dict | None, seen: dict[str, int], overflow: int | None) -> str:
-    text = ""
+def _aftermath(source: dict | None, seen: dict[str, int]) -> str:
     silent = seen.get("loss") is None or seen.get("gradients", 1 << 60) < seen.get("loss", 1 << 60)
     if source is not None and source["direction"] == "backward" and silent:
-        text += " The forward pass and loss stayed finite: only the gradients (and then the weights) broke."
-    if overflow is not None:
-        text += (
-            f" The float32 gradient norm overflowed at step {overflow}, while every gradient entry was "
-            f"still finite; the entries became non-finite at step {seen['gradients']}."
-            if "gradients" in seen
-            else f" The float32 gradient norm overflowed at step {overflow} on finite gradient entries."
-        )
-    return text
+        return " The forward pass and loss stayed finite: only the gradients (and then the weights) broke."
+    return ""
 
 
 def _nan_measured(weights: np.ndarray) -> np.ndarray:
