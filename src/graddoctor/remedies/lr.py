@@ -4,10 +4,10 @@ Exploding gradients and a diverging loss are often a learning rate too large for
 curvature: for gradient descent on a quadratic with largest Hessian eigenvalue :math:`L`,
 the iterates diverge as soon as :math:`\eta > 2 / L` (LeCun et al. 1998, "Efficient
 BackProp"). The ``lower_lr`` remedy scales every param group's lr down (:func:`scale_lr_`);
-``warmup`` ramps it up linearly over the first steps, while the curvature of a fresh
-network is highest (:func:`add_warmup_`; Goyal et al. 2017); :class:`StepGuard` stops
-one bad step from destroying the weights and backs the learning rate off. To find a stable learning rate, see :func:`graddoctor.remedies.lr_range.suggest_lr`
-(re-exported here).
+``warmup`` ramps it up linearly over the first steps, while a fresh network changes
+fastest (:func:`add_warmup_`; Goyal et al. 2017); :class:`StepGuard` stops one bad step
+from destroying the weights and backs the learning rate off. To find a stable learning
+rate, see :func:`graddoctor.remedies.lr_range.suggest_lr` (re-exported here).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 r"""A deep ReLU MLP with a poor initialisation, with and without batch normalisation.
 
 Claim ("Can we get away with a bad initialization? Batch normalization is all you need!",
-Torres, Amaral, Medeiros & Medeiros, "Vanishing and Exploding Gradients", after Godoy, "Deep Learning with PyTorch Step-by-Step",
-extra chapter; Ioffe & Szegedy 2015): in the 5 x 100 ReLU MLP ``h1, a1, ..., h5, a5, o``
+Torres, Amaral, Medeiros & Medeiros, "Vanishing and Exploding Gradients", after Godoy,
+"Deep Learning with PyTorch Step-by-Step", extra chapter; Ioffe & Szegedy 2015): in the 5 x 100 ReLU MLP ``h1, a1, ..., h5, a5, o``
 with weights drawn from :math:`\mathcal N(0, 0.01^2)`, every hidden layer multiplies the
 back-propagated gradient by about
 

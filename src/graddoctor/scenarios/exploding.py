@@ -2,9 +2,9 @@ r"""The exploding regression as a scenario: unscaled targets + SGD at lr 0.01 ->
 
 Claim (Godoy, "Deep Learning with PyTorch Step-by-Step", extra chapter "Vanishing and
 Exploding Gradients"; presented in Torres, Amaral, Medeiros & Medeiros, "Vanishing and
-Exploding Gradients"): a 10-15-1 ReLU MLP trained with plain SGD at lr 0.01 on ``make_regression``
-data (targets with a standard deviation near 180) sees its gradients grow by orders of
-magnitude within one epoch and its loss become NaN; clipping, a lower learning rate or
+Exploding Gradients"): a 10-15-1 ReLU MLP trained with plain SGD at lr 0.01 on
+``make_regression`` data (targets with a standard deviation near 180) sees its gradients
+grow by orders of magnitude within one epoch and its loss become NaN; clipping, a lower learning rate or
 standardised targets fix it.
 
 The problem itself lives in :mod:`graddoctor.scenarios.regression`; this module only
