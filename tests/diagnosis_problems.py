@@ -15,6 +15,8 @@ from torch import nn
 from graddoctor import Problem
 from graddoctor.scenarios.regression import exploding_regression
 
+from .architectures import ARCHITECTURES
+
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -251,4 +253,5 @@ PROBLEMS = {
     "lstm-short": lstm_short,
     "selu-lecun": selu_lecun,
     "he-relu-mlp": he_mlp,
+    **ARCHITECTURES,  # real architectures: tiny GPT-2, nanoGPT-style, BERT; a deep tanh MLP
 }

@@ -53,7 +53,7 @@ def test_cli_checkup_exit_codes_and_json(tmp_path, monkeypatch):
     sick = runner.invoke(app, ["checkup", f"{examples}:deep_sigmoid", "--steps", "5", "--json"])
     assert sick.exit_code == 1, sick.output
     data = json.loads(sick.output)
-    assert data["schema"] == "graddoctor.diagnosis/1" and data["healthy"] is False
+    assert data["schema"] == "graddoctor.diagnosis/2" and data["healthy"] is False
     assert data["findings"][0]["kind"] == "vanishing_gradients"
     healthy = runner.invoke(app, ["checkup", f"{examples}:healthy_relu", "--steps", "5", "--json"])
     assert healthy.exit_code == 0 and json.loads(healthy.output)["healthy"] is True

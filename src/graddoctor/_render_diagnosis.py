@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ._numbers import format_number
 from ._render_text import inert_text
 
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -23,20 +24,22 @@ def _evidence_text(evidence: dict) -> Text:
         if isinstance(value, dict):
             items = list(value.items())
             shown = ", ".join(
-                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:6]
+                f"{k}={format_number(v)}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in items[:6]
             )
             parts.append(f"{key}: {shown}{' ...' if len(items) > 6 else ''}")
         elif isinstance(value, list):
             continue
         elif isinstance(value, float):
-            parts.append(f"{key}={value:.4g}")
+            parts.append(f"{key}={format_number(value, 4)}")
         else:
             parts.append(f"{key}={value}")
     return Text("\n").join(inert_text(part) for part in parts)
 
 
 def render_diagnosis(diagnosis) -> Panel:
-    title = "healthy" if diagnosis.healthy else "problems found"
+    titles = {"findings": "problems found", "insufficient_data": "insufficient data"}
+    title = titles.get(diagnosis.status, "healthy")
     header = inert_text(
         diagnosis.summary, style="green" if diagnosis.healthy else "bold", newlines=True
     )

@@ -252,6 +252,26 @@ class RunView:
         total[~measured.any(axis=1)] = np.nan
         return total
 
+    def total_update_ratio(self) -> np.ndarray:
+        r"""The size of each step's update against the weights, all parameters together.
+
+        .. math:: \frac{\|\theta_{t+1} - \theta_t\|}{\|\theta_{t+1}\|}
+
+        (the weights after the update, as the probes record ``update_ratio``).
+
+        Returns:
+            one value per parameter step; NaN where no update or weight norm was recorded.
+        """
+        updates = self.params.stats.get("update_norm")
+        weights = self.params.stats.get("weight_norm")
+        if updates is None or weights is None or updates.size == 0:
+            return np.zeros(0)
+        every = {"": list(range(updates.shape[1]))}
+        update = module_quadrature(updates, every, ~np.isnan(updates))[:, 0]
+        weight = module_quadrature(weights, every, ~np.isnan(weights))[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(weight > 0, update / weight, np.nan)
+
     def layer_grad_norm(self, step_index: int) -> dict[str, float]:
         """Gradient norm per module with a measured gradient, at one parameter step."""
         row = self.params.stats["grad_norm"][step_index : step_index + 1]

@@ -13,6 +13,7 @@ from torch import nn
 
 import graddoctor as gd
 
+from ..architecture_truths import TRUTHS as ARCHITECTURE_TRUTHS
 from ..diagnosis_problems import PROBLEMS
 
 WEIGHT_TYPES = (nn.Linear, nn.Conv2d)
@@ -40,6 +41,13 @@ LABELS = {
     "lstm-short": (set(), set(), None),
     "selu-lecun": (set(), set(), None),
     "he-relu-mlp": (set(), set(), None),
+    # real architectures (tests/architectures.py), truths in tests/architecture_truths.py
+    "gpt2-tiny": (set(), set(), None),
+    "gpt2-tiny-lr-too-high": ({"diverging_loss"}, set(), None),
+    "nanogpt-tiny": (set(), set(), None),
+    "nanogpt-tiny-clipped": (set(), set(), None),
+    "bert-tiny": (set(), set(), None),
+    "tanh20-normal": ({"saturated_activations", "exploding_gradients"}, {"vanishing_gradients"}, "depth"),
 }
 
 
@@ -111,6 +119,8 @@ def naive_first_nonfinite_step(problem, steps=30):
 
 def confirm_truth(name, problem):
     """The label's ground truth, measured naively."""
+    if name in ARCHITECTURE_TRUTHS:
+        return ARCHITECTURE_TRUTHS[name](problem)
     required, _, axis = LABELS[name]
     if "nonfinite" in required:
         assert naive_first_nonfinite_step(problem) is not None
@@ -277,8 +287,9 @@ def test_checkup_bad_input(tmp_path):
 
 def test_json_schema(diagnoses):
     data = diagnoses["backward-nan"].to_dict()
-    assert set(data) == {"schema", "healthy", "run_path", "model", "steps", "summary", "findings"}
-    assert data["schema"] == "graddoctor.diagnosis/1"
+    assert set(data) == {"schema", "status", "healthy", "insufficient_data", "limits", "run_path",
+                         "model", "steps", "summary", "findings"}
+    assert data["schema"] == "graddoctor.diagnosis/2"
     finding = data["findings"][0]
     assert set(finding) == {
         "kind",

@@ -196,7 +196,7 @@ def test_run_script_prints_diagnosis_and_returns_exit_code(tmp_path, restored, c
     out = io.StringIO()
     assert run_script(SCRIPT, ["--steps", "3"], tmp_path / "json", as_json=True, console=Console(file=out)) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert json.loads(line)["schema"] == "graddoctor.diagnosis/1" and out.getvalue() == ""
+    assert json.loads(line)["schema"] == "graddoctor.diagnosis/2" and out.getvalue() == ""
 
 
 # ----------------------------------------------------------------------------- other scripts

@@ -147,7 +147,8 @@ def test_bad_run_files(folder):
 
 
 def test_findings_keep_exit_1_and_healthy_exit_0(folder):
-    assert CliRunner().invoke(app, ["diagnose", "run.gdr"]).exit_code in (0, 1)
+    # a 3-step run is too short for a verdict of health: 3 (insufficient data), not 2
+    assert CliRunner().invoke(app, ["diagnose", "run.gdr"]).exit_code in (0, 1, 3)
 
 
 def test_debug_prints_the_traceback(folder, monkeypatch, capsys):

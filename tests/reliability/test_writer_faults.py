@@ -192,7 +192,7 @@ def test_graddoctor_run_under_a_file_size_limit_finishes_the_script_and_diagnose
     )
     assert done.returncode == 0, done.stderr  # the script's own exit code
     assert "cannot write the run file" in done.stderr and "Traceback" not in done.stderr
-    assert '"schema": "graddoctor.diagnosis/1"' in done.stdout.splitlines()[-1]
+    assert '"schema": "graddoctor.diagnosis/2"' in done.stdout.splitlines()[-1]
     (path,) = (tmp_path / "runs").glob("*.gdr")
     with open_run(path) as run:
         assert 0 < len(run.steps("grad_norm")) < 80

@@ -27,7 +27,7 @@ DTYPES = [torch.float32, torch.float64]
 EXPECTED_IDS = [
     "init_he", "init_glorot", "init_lecun", "init_orthogonal", "init_lsuv", "swap_activation",
     "batchnorm", "clip_value", "clip_norm", "clip_backward", "clip_adaptive", "clip_quantile",
-    "lower_lr", "standardize_target", "tbptt", "recurrent_penalty", "vanishing_regularizer",
+    "lower_lr", "warmup", "standardize_target", "tbptt", "recurrent_penalty", "vanishing_regularizer",
     "leaky_units", "lstm", "gru", "echo_state",
 ]  # fmt: skip
 
@@ -37,7 +37,7 @@ APPLIES_TO = {
     "init_he": BOTH, "init_glorot": BOTH, "init_lecun": BOTH, "init_orthogonal": BOTH,
     "init_lsuv": BOTH, "swap_activation": MLP, "batchnorm": MLP, "clip_value": BOTH,
     "clip_norm": BOTH, "clip_backward": BOTH, "clip_adaptive": BOTH, "clip_quantile": BOTH,
-    "lower_lr": BOTH, "standardize_target": BOTH, "tbptt": RNN, "recurrent_penalty": RNN,
+    "lower_lr": BOTH, "warmup": BOTH, "standardize_target": BOTH, "tbptt": RNN, "recurrent_penalty": RNN,
     "vanishing_regularizer": RNN, "leaky_units": RNN, "lstm": RNN, "gru": RNN, "echo_state": RNN,
 }  # fmt: skip
 
@@ -108,7 +108,7 @@ WRONG = {
     "swap_activation": (rnn_problem, "saturating"),
     "batchnorm": (rnn_problem, "activation"),
     **{i: (frozen_mlp, "trainable") for i in ("clip_value", "clip_norm", "clip_backward", "clip_adaptive",
-                                               "clip_quantile", "lower_lr")},
+                                               "clip_quantile", "lower_lr", "warmup")},
     "standardize_target": (label_problem, "floating"),
     **{i: (mlp_problem, "recurrent") for i in ("tbptt", "recurrent_penalty", "vanishing_regularizer",
                                                 "leaky_units", "lstm", "gru", "echo_state")},

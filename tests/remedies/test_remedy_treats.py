@@ -47,6 +47,8 @@ EXPECTED = {
     "amp_scale_collapse": ["lower_lr", "clip_norm"],
     "amp_scale_collapse_from_huge_loss": ["standardize_target", "lower_lr", "clip_norm"],
     "dead_units": ["swap_activation", "init_he", "lower_lr", "batchnorm"],
+    "diverging_loss": ["lower_lr", "warmup", "clip_norm"],
+    "exploding_gradients_under_clipping": ["lower_lr", "warmup"],
 }  # fmt: skip
 # graddoctor 0.x's _init_for: ReLU family -> He, SELU -> LeCun, anything else -> Glorot
 MATCHED_INIT = {

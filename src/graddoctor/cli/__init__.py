@@ -68,7 +68,7 @@ def _report(diagnosis, as_json: bool) -> None:
         print(diagnosis.to_json())
     else:
         console.print(diagnosis)
-    raise typer.Exit(0 if diagnosis.healthy else 1)
+    raise typer.Exit(diagnosis.exit_code)  # 0 healthy, 1 findings, 3 insufficient data
 
 
 def _problem(target: str):
@@ -87,7 +87,7 @@ def checkup(
     as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json()"),
     out: Path | None = typer.Option(None, "--out", "-o", help="run file to write"),
 ) -> None:
-    """Train a copy of the problem's model briefly and diagnose it. Exit 0 healthy, 1 findings, 2 bad input."""
+    """Train a copy of the problem's model briefly and diagnose it. Exit 0 healthy, 1 findings, 2 bad input, 3 insufficient data."""
     from ..checkup import checkup as run_checkup
 
     check_range(console, "--steps", steps, 1, MAX_STEPS)
@@ -106,7 +106,7 @@ def diagnose(
     ),
     as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json()"),
 ) -> None:
-    """Diagnose a recorded run. Exit 0 healthy, 1 findings, 2 bad input."""
+    """Diagnose a recorded run. Exit 0 healthy, 1 findings, 2 bad input, 3 insufficient data."""
     from ..diagnosis import diagnose as run_diagnose
 
     with guard(console):

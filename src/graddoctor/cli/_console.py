@@ -11,6 +11,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
+from .._numbers import format_number
 from .._render_text import inert_text
 from ..views import LayerRow
 
@@ -26,7 +27,7 @@ def _fmt(value: float, kind: str = "g") -> str:
         return f"{100 * value:.0f}%"
     if kind == "int":
         return f"{value:.0f}"
-    return f"{value:.3g}"
+    return format_number(value)
 
 
 def log_bar(value: float, lo: float, hi: float) -> Text:

@@ -1,8 +1,8 @@
 """Every bad input ends a command with exit 2 and one line naming what is wrong, never a traceback.
 
 Exit codes: 0 healthy, 1 findings, 2 bad input (and failures the input causes: a model
-that raises, an output that cannot be written). ``--debug`` (or ``GRADDOCTOR_DEBUG=1``)
-prints the traceback as well.
+that raises, an output that cannot be written), 3 insufficient data to judge a run.
+``--debug`` (or ``GRADDOCTOR_DEBUG=1``) prints the traceback as well.
 """
 
 from __future__ import annotations

@@ -2,6 +2,15 @@
 trains, ``graddoctor.probes.nonfinite_replay`` replays)."""
 
 from .diagnose import diagnose
-from .findings import KINDS, SCHEMA, SEVERITIES, Diagnosis, Finding
+from .findings import EXIT_CODES, KINDS, SCHEMA, SEVERITIES, STATUSES, Diagnosis, Finding
 
-__all__ = ["KINDS", "SCHEMA", "SEVERITIES", "Diagnosis", "Finding", "diagnose"]
+__all__ = [
+    "EXIT_CODES",
+    "KINDS",
+    "SCHEMA",
+    "SEVERITIES",
+    "STATUSES",
+    "Diagnosis",
+    "Finding",
+    "diagnose",
+]

@@ -25,6 +25,11 @@ def rounded(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
 
 
+def plural(count: int, word: str) -> str:
+    """``"1 step"``, ``"2 steps"``: a count with its noun, pluralised with an s."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def per_layer(names: Sequence[str], values: Sequence[float]) -> dict[str, float]:
     return {n: rounded(float(v)) for n, v in zip(names, values, strict=True)}
 

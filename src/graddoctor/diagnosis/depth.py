@@ -2,7 +2,10 @@
 
 The back-propagated signal of a layer is ``out_grad_norm``, the norm of dLoss/dOutput
 (Glorot & Bengio 2010, fig. 7); the forward signal is ``act_std`` of each weight
-layer's output (He et al. 2015, eq. 9; seed 003's deep linear network).
+layer's output (He et al. 2015, eq. 9; a deep linear network's :math:`w^n x`). Both are
+compared along the path the signal takes (:mod:`graddoctor.diagnosis.signal_path`): one
+exit layer per block of a residual network, no attention query or key projection, and
+forward scales only between like signals.
 """
 
 from __future__ import annotations
@@ -13,15 +16,22 @@ from ..views import RunView, owner_module
 from . import thresholds as T
 from ._common import geometric_fit, per_layer, persistent_steps, rounded, severity_for
 from .findings import Finding
+from .signal_path import forward_paths, is_grouped, signal_path
 
 
-def _profiles(view: RunView, stat: str) -> tuple[list[str], list[np.ndarray]]:
-    layers = view.weight_layers()
+def _profiles(view: RunView, stat: str, layers: list[str]) -> list[np.ndarray]:
+    """``stat`` of ``layers`` at every recorded module step (empty when too few layers)."""
     modules = view.modules
     if stat not in modules.stats or len(layers) < T.MIN_LAYERS_FOR_DEPTH:
-        return layers, []
+        return []
     columns = [modules.names.index(n) for n in layers]
-    return layers, [modules.stats[stat][i, columns] for i in range(len(modules.steps))]
+    return [modules.stats[stat][i, columns] for i in range(len(modules.steps))]
+
+
+def _path_evidence(weight_layers: list[str], path: list[str]) -> dict:
+    if not is_grouped(weight_layers, path):
+        return {"compared": "weight layers"}
+    return {"compared": "block exits (residual stream), no query/key projections"}
 
 
 def _ratio(profile: np.ndarray) -> float:
@@ -33,8 +43,10 @@ def _ratio(profile: np.ndarray) -> float:
 
 
 def gradient_depth_findings(view: RunView, context: dict) -> list[Finding]:
-    """``vanishing_gradients`` / ``exploding_gradients`` over depth."""
-    layers, profiles = _profiles(view, "out_grad_norm")
+    """``vanishing_gradients`` / ``exploding_gradients`` over depth, along the signal path."""
+    weight_layers = view.weight_layers()
+    layers = signal_path(weight_layers)
+    profiles = _profiles(view, "out_grad_norm", layers)
     if not profiles:
         return []
     ratios = [_ratio(p) for p in profiles]
@@ -57,6 +69,7 @@ def gradient_depth_findings(view: RunView, context: dict) -> list[Finding]:
             "factor_per_layer": rounded(10**-slope) if np.isfinite(slope) else float("nan"),
             "out_grad_norm": per_layer(layers, profile),
             "step": step,
+            **_path_evidence(weight_layers, layers),
         }
         evidence.update(_update_evidence(view, step, layers))
         evidence.update(context.get("zero_lr", {}))
@@ -64,7 +77,8 @@ def gradient_depth_findings(view: RunView, context: dict) -> list[Finding]:
         direction = "vanish" if kind == "vanishing_gradients" else "explode"
         message = (
             f"Gradients {direction} towards the input: {first} receives {ratios[i]:.2g} of the "
-            f"back-propagated signal {last} does ({abs(decades):.1f} decades over {len(layers)} layers)."
+            f"back-propagated signal {last} does ({abs(decades):.1f} decades over {len(layers)} layers "
+            "along the signal path)."
         )
         findings.append(
             Finding(
@@ -101,16 +115,24 @@ def _update_evidence(view: RunView, step: int, layers: list[str]) -> dict:
 
 
 def activation_depth_findings(view: RunView, context: dict) -> list[Finding]:
-    """``vanishing_activations`` / ``exploding_activations``: forward scale over depth."""
-    layers, profiles = _profiles(view, "act_std")
+    """``vanishing_activations`` / ``exploding_activations``: forward scale over depth, like with like."""
+    weight_layers = view.weight_layers()
+    findings: list[Finding] = []
+    for hidden in forward_paths(view, weight_layers):
+        found = {f.kind for f in findings}
+        findings += [
+            f for f in _forward_findings(view, hidden, weight_layers) if f.kind not in found
+        ]
+    return findings
+
+
+def _forward_findings(view: RunView, hidden: list[str], weight_layers: list[str]) -> list[Finding]:
+    profiles = _profiles(view, "act_std", hidden)
     if not profiles:
         return []
-    # the forward signal: last hidden weight layer against the first one
-    hidden = layers[:-1] if len(layers) > T.MIN_LAYERS_FOR_DEPTH else layers
     ratios = []
     for profile in profiles:
-        values = profile[: len(hidden)]
-        measured = values[np.isfinite(values)]
+        measured = profile[np.isfinite(profile)]
         ratios.append(
             float(measured[-1] / measured[0])
             if measured.size >= 2 and measured[0] > 0
@@ -125,13 +147,14 @@ def activation_depth_findings(view: RunView, context: dict) -> list[Finding]:
         if step is None:
             continue
         i = list(view.modules.steps).index(step)
-        slope, decades = geometric_fit(profiles[i][: len(hidden)])
+        slope, decades = geometric_fit(profiles[i])
         evidence = {
             "axis": "depth",
             "ratio_last_to_first": rounded(ratios[i]),
             "factor_per_layer": rounded(10**slope) if np.isfinite(slope) else float("nan"),
-            "act_std": per_layer(hidden, profiles[i][: len(hidden)]),
+            "act_std": per_layer(hidden, profiles[i]),
             "step": step,
+            "compared": _compared(view, hidden, weight_layers),
         }
         word = "shrinks" if kind == "vanishing_activations" else "grows"
         message = (
@@ -149,3 +172,12 @@ def activation_depth_findings(view: RunView, context: dict) -> list[Finding]:
             )
         )
     return findings
+
+
+def _compared(view: RunView, hidden: list[str], weight_layers: list[str]) -> str:
+    if hidden and hidden[0] not in weight_layers:
+        return f"outputs of the {view.types.get(hidden[0], 'saturating')} activations"
+    return (
+        _path_evidence(weight_layers, signal_path(weight_layers))["compared"]
+        + " with unbounded inputs"
+    )

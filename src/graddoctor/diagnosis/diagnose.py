@@ -10,8 +10,11 @@ from ..store import Run, open_run
 from ..views import RunView, load_view
 from . import thresholds as T
 from .amp import amp_findings, skipping_transient_amp_steps
+from .clipping import clipping_findings
 from .depth import activation_depth_findings, gradient_depth_findings
+from .evidence import evidence_gaps
 from .findings import Diagnosis, Finding
+from .loss import loss_findings
 from .nonfinite import nonfinite_findings
 from .remedy_choice import EXPLODING, choose_remedies, run_facts
 from .steps import step_findings
@@ -24,7 +27,9 @@ DETECTORS = tuple(
     skipping_transient_amp_steps(detector)
     for detector in (
         nonfinite_findings,
+        loss_findings,
         step_findings,
+        clipping_findings,
         gradient_depth_findings,
         time_findings,
         activation_depth_findings,
@@ -51,7 +56,7 @@ def model_context(view: RunView) -> dict:
 
 
 def _zero_lr_evidence(run: Run) -> dict:
-    """Seed 003's control: the loss trained vs the loss at learning rate 0 on the same batches."""
+    """The zero-learning-rate control: the loss trained vs the loss at learning rate 0 on the same batches."""
     _, trained = run.scalars("loss")
     _, control = run.scalars("control/loss")
     n = min(len(trained), len(control))
@@ -86,20 +91,34 @@ def findings_of(view: RunView, context: dict) -> list[Finding]:
 
 
 def _fold_consequences(findings: list[Finding]) -> list[Finding]:
-    """A layer whose units are all dead passes exactly zero signal: the zero gradients and
-    activations below it are its consequence, not separate vanishing problems."""
-    dead = [f for f in findings if f.kind == "dead_units" and f.evidence.get("worst", 0) >= 1.0]
-    if not dead:
-        return findings
+    """Fold findings that are another finding's consequence into its evidence.
+
+    A layer whose units are all dead passes exactly zero signal: the zero gradients and
+    activations below it are its consequence. A depth profile that first goes wrong after
+    the loss began to diverge was made by the huge updates, not by the architecture.
+    """
     kept = []
+    dead = [f for f in findings if f.kind == "dead_units" and f.evidence.get("worst", 0) >= 1.0]
+    diverging = [f for f in findings if f.kind == "diverging_loss" and f.first_step is not None]
     for f in findings:
-        zero = f.evidence.get("axis") == "depth" and (
+        depth = f.evidence.get("axis") == "depth"
+        zero = depth and (
             f.evidence.get("ratio_first_to_last") == 0.0
             or f.evidence.get("ratio_last_to_first") == 0.0
         )
-        if zero and f.kind in ("vanishing_gradients", "vanishing_activations"):
+        if dead and zero and f.kind in ("vanishing_gradients", "vanishing_activations"):
             dead[0].evidence.setdefault("consequences", []).append(
                 f"{f.kind}: exactly zero below the dead layer"
+            )
+            continue
+        if (
+            diverging
+            and depth
+            and f.first_step is not None
+            and f.first_step > diverging[0].first_step
+        ):
+            diverging[0].evidence.setdefault("consequences", []).append(
+                f"{f.kind} over depth from step {f.first_step} ({' vs '.join(f.layers)})"
             )
             continue
         kept.append(f)
@@ -122,10 +141,13 @@ def _diagnose_view(view: RunView) -> Diagnosis:
     context = model_context(view)
     findings = findings_of(view, context)
     steps = view.run.steps()
+    insufficient, limits = evidence_gaps(view)
     return Diagnosis(
         findings,
         run_path=str(view.path),
         model=view.model_type,
         steps=int(steps[-1]) + 1 if steps.size else 0,
         extra={"zero_lr": context["zero_lr"]} if context["zero_lr"] else {},
+        insufficient=insufficient,
+        limits=limits,
     )

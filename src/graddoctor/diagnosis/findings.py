@@ -1,10 +1,13 @@
 """Findings and the Diagnosis that holds them, with a stable JSON schema.
 
-JSON schema ``graddoctor.diagnosis/1``::
+JSON schema ``graddoctor.diagnosis/2``::
 
     {
-      "schema": "graddoctor.diagnosis/1",
-      "healthy": bool,                 # no warning or critical finding
+      "schema": "graddoctor.diagnosis/2",
+      "status": "healthy" | "findings" | "insufficient_data",
+      "healthy": bool,                 # status == "healthy"
+      "insufficient_data": [str],      # why the run cannot be called healthy (empty when it can)
+      "limits": [str],                 # what the records did not allow to check
       "run_path": str | null,
       "model": str | null,             # the model's class name
       "steps": int,                    # training steps recorded
@@ -13,9 +16,13 @@ JSON schema ``graddoctor.diagnosis/1``::
         {"kind": str, "severity": "info" | "warning" | "critical",
          "layers": [str], "first_step": int | null, "evidence": {str: number | str | list},
          "message": str, "remedies": [str],
-         "source": {"module": str, "direction": "forward" | "backward" | "loss" | "parameter", "step": int} | null}
+         "source": {"module": str, "direction": "forward" | "backward" | "loss" | "parameter" | "input",
+                    "step": int, "localised": bool} | null}
       ]
     }
+
+Version 2 added ``status``, ``insufficient_data`` and ``limits``: ``healthy`` is true only when the
+run holds the evidence to judge it (see :mod:`graddoctor.diagnosis.evidence`).
 """
 
 from __future__ import annotations
@@ -25,12 +32,17 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA = "graddoctor.diagnosis/1"
+SCHEMA = "graddoctor.diagnosis/2"
+# the verdict of a diagnosis, and the exit code of ``graddoctor checkup/diagnose`` for it
+# (2 is taken: bad input)
+STATUSES = ("healthy", "findings", "insufficient_data")
+EXIT_CODES = {"healthy": 0, "findings": 1, "insufficient_data": 3}
 SEVERITIES = ("info", "warning", "critical")
 # the finding kinds, in report order: the one list of them (scenarios, remedies and the
 # report read it from here)
 KINDS = (
     "nonfinite",
+    "diverging_loss",
     "exploding_gradients",
     "vanishing_gradients",
     "exploding_activations",
@@ -75,6 +87,8 @@ class Diagnosis:
     model: str | None = None
     steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    insufficient: list[str] = field(default_factory=list)
+    limits: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
@@ -86,9 +100,22 @@ class Diagnosis:
         )
 
     @property
+    def status(self) -> str:
+        """``"findings"`` (a warning or critical finding), ``"insufficient_data"`` (nothing
+        found, but the run lacks the evidence to call it healthy) or ``"healthy"``."""
+        if any(f.severity in ("warning", "critical") for f in self.findings):
+            return "findings"
+        return "insufficient_data" if self.insufficient else "healthy"
+
+    @property
     def healthy(self) -> bool:
-        """True when no finding is a warning or critical."""
-        return not any(f.severity in ("warning", "critical") for f in self.findings)
+        """True when no finding is a warning or critical and the evidence sufficed."""
+        return self.status == "healthy"
+
+    @property
+    def exit_code(self) -> int:
+        """0 healthy, 1 findings, 3 insufficient data (:data:`EXIT_CODES`)."""
+        return EXIT_CODES[self.status]
 
     def kinds(self, min_severity: str = "warning") -> list[str]:
         """The kinds found at or above a severity, in report order, without repeats."""
@@ -104,8 +131,13 @@ class Diagnosis:
 
     @property
     def summary(self) -> str:
+        if self.status == "insufficient_data":
+            return "Not enough evidence to judge the run: " + "; ".join(self.insufficient) + "."
         if self.healthy:
-            return "No vanishing or exploding gradients, saturation, dead units or NaN/Inf found."
+            return (
+                "No diverging loss, vanishing or exploding gradients, saturation, dead units "
+                "or NaN/Inf found."
+            )
         return "Found: " + ", ".join(k.replace("_", " ") for k in self.kinds()) + "."
 
     def remedies(self) -> list[str]:
@@ -120,7 +152,10 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
+            "status": self.status,
             "healthy": self.healthy,
+            "insufficient_data": list(self.insufficient),
+            "limits": list(self.limits),
             "run_path": self.run_path,
             "model": self.model,
             "steps": self.steps,
@@ -129,7 +164,7 @@ class Diagnosis:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        """The stable JSON form (schema ``graddoctor.diagnosis/1``)."""
+        """The stable JSON form (schema ``graddoctor.diagnosis/2``)."""
         return json.dumps(self.to_dict(), indent=indent)
 
     def __rich__(self):

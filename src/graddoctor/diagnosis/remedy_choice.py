@@ -31,7 +31,10 @@ FACTS = (*FAMILIES, HUGE_LOSS, EXPLODING, HE_ACTIVATION)
 def run_facts(view: RunView) -> frozenset[str]:
     """The facts of :data:`FACTS` that hold for a recorded run (all but ``exploding``)."""
     facts = {family for family in FAMILIES if view.has_family(family)}
-    if any(NON_SATURATING in found and SELF_NORMALIZING not in found for found in view.families.values()):
+    if any(
+        NON_SATURATING in found and SELF_NORMALIZING not in found
+        for found in view.families.values()
+    ):
         facts.add(HE_ACTIVATION)
     _, losses = view.run.scalars("loss")
     finite = losses[np.isfinite(losses)]
@@ -56,7 +59,10 @@ def situation_of(finding: Finding, facts: frozenset[str]) -> str:
     activation = activation_of(facts)
     refinements: list[str] = []
     if kind == "nonfinite":
-        direction = (finding.source or {}).get("direction")
+        source = finding.source or {}
+        direction = source.get("direction")
+        if direction == "input" or source.get("what") == "targets":
+            return f"{kind}_from_data"  # no change to the model or its training treats bad data
         if huge:
             refinements.append("from_huge_loss")
         elif direction in ("forward", "backward") and EXPLODING in facts:
@@ -64,7 +70,9 @@ def situation_of(finding: Finding, facts: frozenset[str]) -> str:
         elif recurrent:
             refinements.append("in_recurrent")
     elif kind == "exploding_gradients":
-        if axis in ("time", "depth"):
+        if finding.evidence.get("clipped"):
+            refinements.append("under_clipping")  # the clip is on: what is left is the step size
+        elif axis in ("time", "depth"):
             refinements.append(f"over_{axis}")
         elif huge:
             refinements.append("from_huge_loss")
@@ -88,7 +96,7 @@ def situation_of(finding: Finding, facts: frozenset[str]) -> str:
 
 
 def choose_remedies(finding: Finding, facts: frozenset[str]) -> list[str]:
-    """Remedy ids for one finding, most preferred first.
+    """Remedy ids for one finding, most preferred first (none for a situation no remedy treats).
 
     Args:
         finding: the finding (its kind, ``evidence["axis"]`` and source choose the situation).

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..views import RunView
 from . import thresholds as T
-from ._common import rounded
+from ._common import plural, rounded
 from .findings import Finding
 
 
@@ -45,7 +45,7 @@ def step_findings(view: RunView, context: dict) -> list[Finding]:
     if growth_step is not None:
         message = (
             f"The total gradient norm grew from {evidence['grad_norm_start']:.3g} to "
-            f"{evidence['grad_norm_reached']:.3g} within {evidence['steps_taken']} steps."
+            f"{evidence['grad_norm_reached']:.3g} within {plural(evidence['steps_taken'], 'step')}."
         )
         findings.append(
             Finding(

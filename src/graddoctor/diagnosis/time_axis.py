@@ -1,4 +1,4 @@
-"""Vanishing/exploding gradients over time in recurrent layers (seed 001, eq. 7-12).
+"""Vanishing/exploding gradients over time in recurrent layers (Pascanu et al. 2013, eq. 7).
 
 ``time_grad_norm:<module>`` holds ||dLoss/dx_t|| for each time step t of the layer's
 input: the product of Jacobians dh_T/dh_t scales it like (gamma_W gamma_h)^(T-t).

@@ -7,7 +7,7 @@ import numpy as np
 from .._modules import RECTIFIER, SATURATING
 from ..views import RunView
 from . import thresholds as T
-from ._common import persistent_steps, rounded
+from ._common import persistent_steps, plural, rounded
 from .findings import Finding
 
 
@@ -44,9 +44,11 @@ def saturation_findings(view: RunView, context: dict) -> list[Finding]:
         return []
     layers, step, last, worst, severity = found
     means = {layer: rounded(float(view.modules.column("act_mean", layer)[-1])) for layer in layers}
+    verb = "is" if len(layers) == 1 else "are"
     message = (
-        f"{len(layers)} bounded activation layer(s) are saturated: up to {100 * worst:.0f}% of the outputs of "
-        f"{', '.join(layers[:3])} sit within 1% of their bounds, where the derivative is nearly 0."
+        f"{plural(len(layers), 'bounded activation layer')} {verb} saturated: up to "
+        f"{100 * worst:.0f}% of the outputs of {', '.join(layers[:3])} sit within 1% of their "
+        "bounds, where the derivative is nearly 0."
     )
     evidence = {"saturated_fraction": last, "act_mean": means, "worst": rounded(worst)}
     return [Finding("saturated_activations", severity, layers, step, evidence, message)]

@@ -5,4 +5,5 @@
 * ``activations``: per-module output statistics and back-propagated norms (forward hooks).
 * ``structure``: the model summary stored with a run (types, families, shapes).
 * ``nonfinite_replay``: replay a failing batch to find where NaN/Inf is born.
+* ``clipping``: the names of the scalars a clipped step records (threshold, fired, norm before).
 """

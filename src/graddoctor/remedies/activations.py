@@ -7,6 +7,13 @@ of 1 on the positive side. The weights feeding the new activation are re-initial
 it: He et al. (2015), "Delving Deep into Rectifiers", for the ReLU family; LeCun normal
 for SELU, which Klambauer et al. (2017), "Self-Normalizing Neural Networks", require.
 
+The swap changes the curvature the learning rate meets: a sigmoid network that trained
+(slowly) at lr 0.5 receives gradients several times larger once its layers are ReLU with
+He init, and diverges at the same lr. The ``swap_activation`` remedy therefore also checks
+the learning rate: a learning-rate range test (Smith 2017, "Cyclical Learning Rates for
+Training Neural Networks") on the swapped model, and the lr lowered to the rate it
+suggests when the problem's is higher.
+
 Only activation *modules* can be swapped; ``torch.sigmoid(x)`` or ``F.tanh`` called
 inside a ``forward`` is code and must be changed there.
 """
@@ -36,6 +43,8 @@ from graddoctor.remedies._tree import (
     replace_module_,
     split_only,
 )
+from graddoctor.remedies.lr import with_lr_scaled
+from graddoctor.remedies.lr_range import suggest_lr
 
 LEAKY_RELU_SLOPE = 0.01
 PRELU_INIT = 0.25
@@ -217,17 +226,45 @@ def _swap_check(problem: Problem) -> str | None:
     )
 
 
+# batches the learning-rate range test of a swap sweeps (Smith 2017 uses a few hundred)
+RANGE_TEST_STEPS = 100
+
+
+def stable_lr_factor(problem: Problem) -> float:
+    """The factor (at most 1) that brings the problem's largest lr down to the range test's suggestion.
+
+    Returns:
+        ``suggested_lr / lr`` when the problem's lr is above what :func:`suggest_lr` finds,
+        else 1.0 (also when the range test cannot run).
+    """
+    optimizer = problem.make_optimizer(problem.model)
+    current = max(float(group["lr"]) for group in optimizer.param_groups)
+    try:
+        suggested = suggest_lr(
+            problem, data=problem.take(RANGE_TEST_STEPS), steps=RANGE_TEST_STEPS
+        ).suggested_lr
+    except ValueError:  # not even the smallest lr gave a finite loss: nothing to suggest
+        return 1.0
+    return suggested / current if 0 < suggested < current else 1.0
+
+
 def _swap(problem: Problem, params: dict[str, Any]) -> Problem:
     with seeded_rng(params["seed"], problem.model):
         swap_activations_(problem.model, to=params["to"])
-    return problem
+    if not params["check_lr"]:
+        return problem
+    factor = stable_lr_factor(problem)
+    return problem if factor == 1.0 else with_lr_scaled(problem, factor)
 
 
-# swap_activation: swap_activations_(to="relu") + He re-init of the feeding layers, seed=0
+# swap_activation: swap_activations_(to="relu") + He re-init of the feeding layers, seed=0,
+# then the lr lowered to the range test's suggestion when it is above it
 REMEDIES = (
     Remedy(
-        "swap_activation", "Replace saturating activations by ReLU and re-initialise (Nair & Hinton 2010; He et al. 2015)",
-        {"to": "relu", "seed": 0}, _swap, _swap_check,
+        "swap_activation",
+        "Replace saturating activations by ReLU, re-initialise (He) and check the lr with a range test "
+        "(Nair & Hinton 2010; He et al. 2015; Smith 2017)",
+        {"to": "relu", "seed": 0, "check_lr": True}, _swap, _swap_check,
         treats={"vanishing_gradients_with_saturating": 1, "saturated_activations": 1, "dead_units": 1},
     ),
 )  # fmt: skip

@@ -1,12 +1,13 @@
-r"""Learning-rate remedies: a lower learning rate, and a guard that skips non-finite steps.
+r"""Learning-rate remedies: a lower learning rate, a warmup, and a guard that skips non-finite steps.
 
-Exploding gradients are often a learning rate too large for the curvature: for gradient
-descent on a quadratic with largest Hessian eigenvalue :math:`L`, the iterates diverge
-as soon as :math:`\eta > 2 / L` (LeCun et al. 1998, "Efficient BackProp"). The
-``lower_lr`` remedy scales every param group's lr down (:func:`scale_lr_`);
-:class:`StepGuard` stops one bad step from destroying the weights and backs the learning
-rate off. To find a stable learning rate, see :func:`graddoctor.remedies.lr_range.suggest_lr`
-(re-exported here).
+Exploding gradients and a diverging loss are often a learning rate too large for the
+curvature: for gradient descent on a quadratic with largest Hessian eigenvalue :math:`L`,
+the iterates diverge as soon as :math:`\eta > 2 / L` (LeCun et al. 1998, "Efficient
+BackProp"). The ``lower_lr`` remedy scales every param group's lr down (:func:`scale_lr_`);
+``warmup`` ramps it up linearly over the first steps, while a fresh network changes
+fastest (:func:`add_warmup_`; Goyal et al. 2017); :class:`StepGuard` stops one bad step
+from destroying the weights and backs the learning rate off. To find a stable learning
+rate, see :func:`graddoctor.remedies.lr_range.suggest_lr` (re-exported here).
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from graddoctor.remedies._common import positive, trainable_reason
 from graddoctor.remedies._remedy import Remedy
 from graddoctor.remedies.lr_range import LRRangeTest, suggest_lr
 
-__all__ = ["LRRangeTest", "StepGuard", "guard_steps", "scale_lr_", "suggest_lr"]
+__all__ = [
+    "LRRangeTest",
+    "StepGuard",
+    "add_warmup_",
+    "guard_steps",
+    "linear_warmup_factor",
+    "scale_lr_",
+    "suggest_lr",
+    "with_lr_scaled",
+]
 
 
 def scale_lr_(optimizer: torch.optim.Optimizer, factor: float, min_lr: float = 0.0) -> None:
@@ -43,6 +53,50 @@ def scale_lr_(optimizer: torch.optim.Optimizer, factor: float, min_lr: float = 0
             lr.fill_(new)
         else:
             group["lr"] = new
+
+
+def linear_warmup_factor(step: int, steps: int, start_factor: float) -> float:
+    r"""The learning-rate multiplier of a linear warmup after ``step`` optimizer steps.
+
+    .. math:: f(t) = s + (1 - s)\,\frac{\min(t, T)}{T}
+
+    with :math:`s` = ``start_factor`` and :math:`T` = ``steps``: the "gradual warmup" of
+    Goyal et al. (2017), "Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour",
+    sec. 2.2, as ``torch.optim.lr_scheduler.LinearLR(start_factor=s, total_iters=T)``.
+    """
+    return start_factor + (1.0 - start_factor) * min(step, steps) / steps
+
+
+def _check_warmup_settings(steps: int, start_factor: float) -> None:
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"warmup steps must be an integer >= 1, got {steps}")
+    if not 0.0 < start_factor <= 1.0:
+        raise ValueError(f"warmup start_factor must be in (0, 1], got {start_factor}")
+
+
+def add_warmup_(
+    optimizer: torch.optim.Optimizer, steps: int = 20, start_factor: float = 0.01
+) -> torch.optim.lr_scheduler.LinearLR:
+    r"""Give ``optimizer`` a linear learning-rate warmup over its next ``steps`` steps, in place.
+
+    Each param group's lr becomes :math:`\eta\, f(t)` (:func:`linear_warmup_factor`) for
+    the step after :math:`t` steps taken: a ``LinearLR`` scheduler, stepped by a step
+    post-hook after every ``optimizer.step()`` (a step GradScaler skips does not count).
+
+    Args:
+        optimizer: the optimizer; its lrs now start at ``start_factor`` times their value.
+        steps: :math:`T`, the steps to reach the full lr (>= 1).
+        start_factor: :math:`s`, in (0, 1].
+
+    Returns:
+        the scheduler; ``scheduler.warmup_hook.remove()`` stops the warmup where it is.
+    """
+    _check_warmup_settings(steps, start_factor)
+    scheduler = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=start_factor, end_factor=1.0, total_iters=int(steps)
+    )
+    scheduler.warmup_hook = optimizer.register_step_post_hook(lambda *_: scheduler.step())
+    return scheduler
 
 
 def _check_guard_settings(factor: float, min_lr: float, patience: int) -> None:
@@ -176,8 +230,17 @@ def guard_steps(
     return problem.copy().replace(step_fn=guarded_step)
 
 
-def _lower_lr(problem: Problem, params: dict[str, Any]) -> Problem:
-    factor = positive("factor", params["factor"])
+def with_lr_scaled(problem: Problem, factor: float) -> Problem:
+    """``problem`` with an optimizer factory whose lrs are ``factor`` times the original's.
+
+    Args:
+        problem: the problem (not changed).
+        factor: the multiplier, in (0, 1].
+
+    Returns:
+        a new Problem sharing the model, data and callables.
+    """
+    factor = positive("factor", factor)
     if factor > 1:
         raise ValueError(
             f"lower_lr factor must be in (0, 1] (0.1 = ten times smaller), got {factor}"
@@ -195,7 +258,23 @@ def _lower_lr(problem: Problem, params: dict[str, Any]) -> Problem:
     return problem.replace(optimizer=lowered_optimizer)
 
 
-# lower_lr: the optimizer factory's lrs times factor=0.1
+def _lower_lr(problem: Problem, params: dict[str, Any]) -> Problem:
+    return with_lr_scaled(problem, params["factor"])
+
+
+def _warmup(problem: Problem, params: dict[str, Any]) -> Problem:
+    base = problem.optimizer or default_optimizer
+
+    def warmed_optimizer(parameters: Any) -> torch.optim.Optimizer:
+        optimizer = base(parameters)
+        add_warmup_(optimizer, params["steps"], params["start_factor"])
+        return optimizer
+
+    _check_warmup_settings(params["steps"], params["start_factor"])
+    return problem.replace(optimizer=warmed_optimizer)
+
+
+# lower_lr: the optimizer factory's lrs times factor=0.1; warmup: linear from 1% over 20 steps
 REMEDIES = (
     Remedy(
         "lower_lr", "Scale the learning rate down: gradient descent diverges beyond 2/L (LeCun et al. 1998)",
@@ -205,6 +284,12 @@ REMEDIES = (
             "exploding_gradients": 2, "exploding_gradients_in_recurrent": 2, "exploding_gradients_from_huge_loss": 3,
             "exploding_activations": 4, "exploding_activations_with_rectifier_or_saturating": 4,
             "amp_scale_collapse": 1, "amp_scale_collapse_from_huge_loss": 2, "dead_units": 3,
+            "diverging_loss": 1, "exploding_gradients_under_clipping": 1,
         },
+    ),
+    Remedy(
+        "warmup", "Linear learning-rate warmup over the first steps (Goyal et al. 2017)",
+        {"steps": 20, "start_factor": 0.01}, _warmup, trainable_reason,
+        treats={"diverging_loss": 2, "exploding_gradients_under_clipping": 2},
     ),
 )  # fmt: skip

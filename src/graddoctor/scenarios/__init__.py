@@ -1,7 +1,7 @@
 r"""Built-in reproducible scenarios: sick training problems from the literature.
 
 Each scenario (a :class:`Scenario`) is a baseline :class:`~graddoctor.problem.Problem` that
-shows a vanishing or exploding gradient effect reported in a paper or a graddoctor seed,
+shows a vanishing or exploding gradient effect reported in a paper, book or lecture,
 the literature's own alternative configurations, the remedies worth comparing, and the
 findings a correct diagnosis names. Everything is generated locally from the seed with
 ``torch.Generator`` (nothing downloaded, the global random state untouched) and is small

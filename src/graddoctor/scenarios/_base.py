@@ -38,7 +38,7 @@ class Scenario:
         name: kebab-case id, e.g. ``"deep-relu-bn"``.
         title: one line for reports.
         claim: what the literature reports, in one or two sentences.
-        source: the paper or graddoctor seed the claim comes from.
+        source: the paper, book or lecture the claim comes from, named.
         baseline: the sick configuration.
         variants: the literature's own alternative configurations, by label.
         remedies: remedy ids (from ``graddoctor.remedies.available()``) to compare against
@@ -213,7 +213,7 @@ def mlp(
     batchnorm: bool = False,
     output_init: TensorInit | None = None,
 ) -> nn.Sequential:
-    """A fully connected network named like seed 004: ``h1, a1, ..., hL, aL, o``.
+    """A fully connected network named like Godoy's: ``h1, a1, ..., hL, aL, o``.
 
     Args:
         widths: ``[inputs, hidden_1, ..., hidden_L, outputs]``.

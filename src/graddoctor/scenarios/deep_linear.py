@@ -1,6 +1,6 @@
-r"""Seed 003's deep linear scalar chain: measured activations and gradients equal the closed forms.
+r"""A deep linear scalar chain: measured activations and gradients equal the closed forms.
 
-Claim (graddoctor seed 003, "Vanishing and Exploding Gradients - A Simple Example"): in
+Claim (lecture notes "Vanishing and Exploding Gradients - A Simple Example"): in
 the chain :math:`a_i = w a_{i-1} + b`, :math:`a_0 = x`, of :math:`n` scalar layers
 
 .. math::
@@ -126,7 +126,7 @@ def build(seed: int = 0) -> Scenario:
             "In an n-layer scalar linear chain the first layer's gradient is x w^(n-1): it "
             "vanishes for w < 1, stays put for w = 1 and explodes (ending in NaN) for w > 1."
         ),
-        source="graddoctor seed 003 (lecture slides: Vanishing and Exploding Gradients - A Simple Example)",
+        source="Lecture notes, Vanishing and Exploding Gradients - A Simple Example (the deep linear chain a_n = w^n x)",
         baseline=deep_linear_problem(0.5, seed),
         variants={f"w={w:.1f}": deep_linear_problem(w, seed) for w in WEIGHTS},
         remedies=["init_orthogonal", "clip_norm", "lower_lr"],

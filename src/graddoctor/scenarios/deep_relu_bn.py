@@ -1,8 +1,8 @@
-r"""Seed 004's deep ReLU MLP with a poor initialisation, with and without batch normalisation.
+r"""A deep ReLU MLP with a poor initialisation, with and without batch normalisation.
 
-Claim (graddoctor seed 004, "Can we get away with a bad initialization? Batch
-normalization is all you need!", after Godoy, "Deep Learning with PyTorch Step-by-Step",
-extra chapter; Ioffe & Szegedy 2015): in the 5 x 100 ReLU MLP ``h1, a1, ..., h5, a5, o``
+Claim ("Can we get away with a bad initialization? Batch normalization is all you need!",
+Torres, Amaral, Medeiros & Medeiros, "Vanishing and Exploding Gradients", after Godoy,
+"Deep Learning with PyTorch Step-by-Step", extra chapter; Ioffe & Szegedy 2015): in the 5 x 100 ReLU MLP ``h1, a1, ..., h5, a5, o``
 with weights drawn from :math:`\mathcal N(0, 0.01^2)`, every hidden layer multiplies the
 back-propagated gradient by about
 
@@ -12,7 +12,7 @@ so the first layer's weight gradient is orders of magnitude smaller than the las
 layer's and the network does not train; the same weights with ``BatchNorm1d`` after
 each hidden Linear have per-layer gradients of the same order and train.
 
-The seed's pictures use :math:`\mathcal N(0, 0.1^2)` with zero biases on a "ball"
+Those slides' pictures use :math:`\mathcal N(0, 0.1^2)` with zero biases on a "ball"
 classification; with zero biases the weight gradients of a product of layers all scale
 alike (:math:`\|\nabla W_i\| \propto \|\delta_i\| \|a_{i-1}\|`), which hides the
 vanishing in per-layer weight-gradient norms. This scenario keeps PyTorch's default
@@ -93,7 +93,10 @@ def build(seed: int = 0) -> Scenario:
             "BatchNorm1d after each hidden Linear restores per-layer gradients of one order "
             "and the same weights train."
         ),
-        source="graddoctor seed 004 (Godoy, Deep Learning with PyTorch Step-by-Step); Ioffe & Szegedy, ICML 2015",
+        source=(
+            "Ioffe & Szegedy, Batch Normalization, ICML 2015; Godoy, Deep Learning with PyTorch "
+            'Step-by-Step, extra chapter "Vanishing and Exploding Gradients"'
+        ),
         baseline=deep_relu_problem(seed),
         variants={"batchnorm": deep_relu_problem(seed, batchnorm=True)},
         remedies=["init_he", "init_lsuv", "batchnorm"],

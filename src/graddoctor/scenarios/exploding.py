@@ -1,13 +1,14 @@
-r"""Seed 004's exploding regression as a scenario: unscaled targets + SGD at lr 0.01 -> NaN.
+r"""The exploding regression as a scenario: unscaled targets + SGD at lr 0.01 -> NaN.
 
-Claim (graddoctor seed 004, after Godoy, "Deep Learning with PyTorch Step-by-Step", extra
-chapter): a 10-15-1 ReLU MLP trained with plain SGD at lr 0.01 on ``make_regression``
-data (targets with a standard deviation near 180) sees its gradients grow by orders of
-magnitude within one epoch and its loss become NaN; clipping, a lower learning rate or
+Claim (Godoy, "Deep Learning with PyTorch Step-by-Step", extra chapter "Vanishing and
+Exploding Gradients"; presented in Torres, Amaral, Medeiros & Medeiros, "Vanishing and
+Exploding Gradients"): a 10-15-1 ReLU MLP trained with plain SGD at lr 0.01 on
+``make_regression`` data (targets with a standard deviation near 180) sees its gradients
+grow by orders of magnitude within one epoch and its loss become NaN; clipping, a lower learning rate or
 standardised targets fix it.
 
 The problem itself lives in :mod:`graddoctor.scenarios.regression`; this module only
-wraps it. Seed 0 is the seed's own setup (data seed 42, model seed 11).
+wraps it. Seed 0 is the book's own setup (data seed 42, model seed 11).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ BATCH_SIZE = 32
 
 
 def exploding_problem(seed: int = 0, lr: float = LR) -> Problem:
-    """Seed 004's problem for a scenario seed: data seed ``42 + seed``, model seed ``11 + seed``.
+    """The book's problem for a scenario seed: data seed ``42 + seed``, model seed ``11 + seed``.
 
     ``regression_mlp`` seeds the global generator; its state is saved and restored here,
     so building the problem leaves the caller's random state untouched.
@@ -55,7 +56,10 @@ def build(seed: int = 0) -> Scenario:
             "(std ~180) has gradients growing by orders of magnitude and a NaN loss within "
             "the first epoch."
         ),
-        source="graddoctor seed 004 (Godoy, Deep Learning with PyTorch Step-by-Step, extra chapter)",
+        source=(
+            "Godoy, Deep Learning with PyTorch Step-by-Step, extra chapter "
+            '"Vanishing and Exploding Gradients" (make_regression, SGD at lr 0.01)'
+        ),
         baseline=exploding_problem(seed),
         variants={},
         remedies=["init_he", "clip_value", "standardize_target", "clip_norm", "lower_lr"],

@@ -1,4 +1,7 @@
-"""Seed 004's exploding regression: unscaled targets and SGD at lr 0.01 end in NaN.
+"""The exploding regression: unscaled targets and SGD at lr 0.01 end in NaN.
+
+After Godoy, "Deep Learning with PyTorch Step-by-Step", extra chapter "Vanishing and
+Exploding Gradients".
 
 The data follows the recipe of scikit-learn's ``make_regression`` (standard normal
 inputs, all features informative with coefficients uniform in [0, 100), Gaussian
@@ -34,22 +37,33 @@ def make_regression(
     return x.float(), y.float()
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int = 32, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int = 32, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One shuffled epoch of ``(inputs, targets)`` mini-batches (a fixed order)."""
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    return [(x[order[i : i + batch_size]], y[order[i : i + batch_size]]) for i in range(0, len(x), batch_size)]
+    return [
+        (x[order[i : i + batch_size]], y[order[i : i + batch_size]])
+        for i in range(0, len(x), batch_size)
+    ]
 
 
 def regression_mlp(n_features: int = 10, hidden: int = 15, seed: int = 11) -> nn.Sequential:
-    """Seed 004's model: ``fc1`` Linear(10, 15), ReLU ``act``, ``fc2`` Linear(15, 1)."""
+    """The book's model: ``fc1`` Linear(10, 15), ReLU ``act``, ``fc2`` Linear(15, 1)."""
     torch.manual_seed(seed)
     return nn.Sequential(
-        OrderedDict([("fc1", nn.Linear(n_features, hidden)), ("act", nn.ReLU()), ("fc2", nn.Linear(hidden, 1))])
+        OrderedDict(
+            [
+                ("fc1", nn.Linear(n_features, hidden)),
+                ("act", nn.ReLU()),
+                ("fc2", nn.Linear(hidden, 1)),
+            ]
+        )
     )
 
 
 def exploding_regression(lr: float = 0.01, seed: int = 11, batch_size: int = 32) -> Problem:
-    """The seed's problem: MLP 10-15-1, MSE, SGD at ``lr``, batches of 32 of 1000 samples."""
+    """The book's problem: MLP 10-15-1, MSE, SGD at ``lr``, batches of 32 of 1000 samples."""
     x, y = make_regression()
     return Problem(
         model=regression_mlp(seed=seed),

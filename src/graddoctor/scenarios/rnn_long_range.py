@@ -1,7 +1,8 @@
-r"""Seed 001: a tanh RNN on a long-range task; gradients through time vanish or explode.
+r"""A tanh RNN on a long-range task: gradients through time vanish or explode (Pascanu et al. 2013).
 
 Claim (Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural
-networks", ICML 2013, sec. 2; written up in graddoctor seed 001, eq. 7-12): the gradient
+networks", ICML 2013, sec. 2; written up by Jefkine 2018, "Vanishing And Exploding Gradient
+Problems", eq. 7-12): the gradient
 reaching time step :math:`k` from the loss at :math:`T` goes through
 
 .. math:: \frac{\partial h_T}{\partial h_k} = \prod_{i=k+1}^{T} \operatorname{diag}(f'(a_i)) W_{hh},
@@ -139,7 +140,7 @@ def build(seed: int = 0) -> Scenario:
             "radius 3 it is orders of magnitude larger (exploding); an LSTM with forget-gate "
             "bias 1 loses it far more slowly."
         ),
-        source="Pascanu, Mikolov & Bengio, On the difficulty of training recurrent neural networks, ICML 2013 (graddoctor seed 001)",
+        source="Pascanu, Mikolov & Bengio, On the difficulty of training recurrent neural networks, ICML 2013",
         baseline=rnn_problem(seed),
         variants={
             "radius>1": rnn_problem(seed, radius=EXPLODING_RADIUS),

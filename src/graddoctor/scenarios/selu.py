@@ -135,5 +135,8 @@ def build(seed: int = 0) -> Scenario:
             "he-init": ["nonfinite", "exploding_gradients"],
         },
         seed=seed,
-        notes={"remedies_target": "he-init (the LeCun baseline is the healthy reference)", "compare_on": "he-init"},
+        notes={
+            "remedies_target": "he-init (the LeCun baseline is the healthy reference)",
+            "compare_on": "he-init",
+        },
     )

@@ -109,6 +109,7 @@ REMEDIES = (
             "nonfinite_while_exploding": 1, "exploding_gradients": 1, "exploding_gradients_in_recurrent": 1,
             "exploding_gradients_from_huge_loss": 2, "exploding_gradients_over_depth": 4,
             "exploding_gradients_over_time": 1, "amp_scale_collapse": 2, "amp_scale_collapse_from_huge_loss": 3,
+            "diverging_loss": 3,
         },
     ),
     Remedy(
