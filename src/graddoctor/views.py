@@ -20,47 +20,22 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from ._modules import WEIGHT_LAYER, families_of_type_name
+from ._views_groups import Series, StatGroup
 from ._views_norms import group_by_owner, module_quadrature, owner_module
 from ._views_rows import LayerRow, rows_at
 from .probes.activations import ACTIVATION_STATS
 from .probes.parameters import PARAMETER_STATS
+from .probes.statistics import time_stat_name
 from .store import Run, open_run
 
 # the statistic recorded per recurrent module: ||dLoss/dx_t|| for each input time step t
-TIME_GRAD_PREFIX = "time_grad_norm:"
-
-Series = tuple[np.ndarray, list[str], np.ndarray]
-
-
-@dataclass(frozen=True)
-class StatGroup:
-    """The statistics of one column group (parameters or modules), recorded at the same steps.
-
-    Attributes:
-        steps: ``[S]`` recorded steps.
-        names: the columns (parameter or module names).
-        stats: statistic -> ``[S, len(names)]`` values (NaN where not measured).
-    """
-
-    steps: np.ndarray
-    names: list[str]
-    stats: dict[str, np.ndarray]
-
-    def column(self, stat: str, name: str) -> np.ndarray:
-        """One column of a statistic over the steps."""
-        return self.stats[stat][:, self.names.index(name)]
-
-    def without_steps(self, steps: np.ndarray) -> StatGroup:
-        """The same group with the rows at ``steps`` left out."""
-        keep = ~np.isin(self.steps, steps)
-        return StatGroup(self.steps[keep], self.names, {k: v[keep] for k, v in self.stats.items()})
+TIME_GRAD_PREFIX = time_stat_name("")
 
 
 class RunView:
