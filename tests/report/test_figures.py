@@ -63,6 +63,22 @@ def _diverging():
     return model, x, x.sum(dim=1, keepdim=True) ** 2, nn.MSELoss()
 
 
+def _clipped(path, steps=8, threshold=1.0):
+    """A diverging regression clipped by torch, the clip's scalars logged by hand."""
+    model, x, y, loss_fn = _diverging()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    with Monitor(model, optimizer, path=path, activations_every=None) as mon:
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            total = torch.nn.utils.clip_grad_norm_(model.parameters(), threshold)
+            optimizer.step()
+            mon.log(loss=loss, **{"clip/total_norm": total, "clip/threshold": threshold,
+                                  "clip/fired": float(total > threshold)})
+    return path
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("figures")
@@ -73,6 +89,7 @@ def runs(tmp_path_factory):
         "diverging": _train(
             *_diverging(), folder / "diverging.gdr", 8, lr=0.5, activations_every=1
         ),
+        "clipped": _clipped(folder / "clipped.gdr"),
     }
     chain = build_linear_chain(CHAIN["n"], CHAIN["w"], CHAIN["b"])
     x = torch.full((1, 1), CHAIN["x"], dtype=torch.float64)
@@ -160,6 +177,7 @@ KIND_RUN = {
     "activations": "sigmoid",
     "saturation": "mlp",
     "time_gradients": "lstm",
+    "clipping": "clipped",
     "loss": "diverging",
     "linear_theory": "chain",
 }
@@ -193,7 +211,28 @@ NEEDS_MET = {  # run -> the kinds whose needs it meets
         "time_gradients",
     },
     "chain": {"gradient_flow", "grad_vs_depth", "weights", "loss", "linear_theory"},
+    "clipped": {"gradient_flow", "grad_vs_depth", "weights", "loss", "clipping"},
 }
+
+
+def test_clipping_draws_the_norm_before_clipping_the_threshold_and_the_fired_steps(runs):
+    ax = report.clipping(runs["clipped"])
+    with open_run(runs["clipped"]) as run:
+        steps, norms = run.scalars("clip/total_norm")
+        _, fired = run.scalars("clip/fired")
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    _same(lines["norm before clipping"].get_xdata(), steps)
+    _same(lines["norm before clipping"].get_ydata(), norms)
+    assert set(lines["threshold"].get_ydata()) == {1.0}
+    hit = [s for s, f in zip(steps, fired) if f > 0]  # naive: the steps whose clip fired
+    assert len(hit) >= 1
+    _same(lines["clip fired"].get_xdata(), hit)
+    assert f"fired on {len(hit)} of {len(steps)} steps" in ax.get_title(loc="left") + ax.get_title()
+
+
+def test_clipping_says_when_nothing_was_clipped(runs):
+    ax = report.clipping(runs["mlp"])
+    assert "clip/total_norm" in " ".join(t.get_text() for t in ax.texts)
 
 
 @pytest.mark.parametrize("which", list(NEEDS_MET))

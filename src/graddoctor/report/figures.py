@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..probes.clipping import CLIP_TOTAL_NORM
+
 if TYPE_CHECKING:  # the registry imports neither matplotlib nor torch: the CLI's help reads it
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure as MplFigure
@@ -115,6 +117,11 @@ FIGURES: dict[str, Figure] = {
         "_figures_time:time_gradients",
         "Gradient reaching each time step's input of a recurrent layer (Pascanu, Mikolov & Bengio 2013).",
         _has_time_gradients,
+    ),
+    "clipping": Figure(
+        "_figures_clipping:clipping",
+        "Gradient norm before clipping against the clip's threshold; dots: steps where it fired.",
+        lambda view: view.has_scalar(CLIP_TOTAL_NORM),
     ),
     "loss": Figure("_figures_curves:loss", "Training loss; a cross marks the first non-finite value.", _has_loss),
     "linear_theory": Figure(
