@@ -290,3 +290,43 @@ def test_monitors_opened_and_closed_in_threads_restore_the_clip_functions(tmp_pa
         thread.join()
     assert errors == []
     assert {name: getattr(torch.nn.utils, name) for name in TORCH_CLIPS} == originals
+
+
+def test_the_clip_adds_no_host_read_to_the_step(tmp_path, monkeypatch):
+    from ..probes.test_float_range import count_host_reads
+
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randn(8, 6)
+    options = {"commit_every": 1000, "commit_seconds": 1e9, "activations_every": None}
+    with Monitor(model, optimizer, path=tmp_path / "sync.gdr", **options) as monitor:
+        for step in range(3):
+            if step == 1:  # after the first step's one-time set-up
+                reads = count_host_reads(monkeypatch)
+            optimizer.zero_grad()
+            loss = 100 * model(x).pow(2).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_value_(model.parameters(), 0.01)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+            optimizer.step()
+            monitor.log(loss=loss.detach())
+        monkeypatch.undo()
+    assert reads == ["__bool__", "__bool__"]  # the gradients' range check, once per step
+    with open_run(tmp_path / "sync.gdr") as run:
+        assert scalars(run, CLIP_FIRED)[1] == [1.0, 1.0, 1.0]  # both clips fired
+        assert scalars(run, CLIP_THRESHOLD)[1] == [0.01, 0.01, 0.01]  # the smaller one
+
+
+def test_a_monitor_dropped_without_close_releases_the_clip_functions(tmp_path):
+    import gc
+
+    original = torch.nn.utils.clip_grad_norm_
+    model = mlp()
+    monitor = Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1), path=tmp_path / "d.gdr")
+    assert torch.nn.utils.clip_grad_norm_ is not original
+    monitor.writer.close()
+    del monitor
+    gc.collect()
+    model(torch.randn(2, 6)).sum().backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # finds no live Monitor: restores
+    assert torch.nn.utils.clip_grad_norm_ is original

@@ -19,6 +19,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .._version import __version__
@@ -212,14 +213,8 @@ class PendingWriter:
 
     def _write(self, items: list[_Item]) -> None:
         writer = self.writer
-        # float64: norms of float64 models and scalars logged as float64/int64 keep their value
-        flat = torch.cat([item.values.detach().reshape(-1).to(torch.float64) for item in items])
-        flat = flat.cpu().numpy()
-        offset = 0
-        for item in items:
-            size = item.values.numel()
-            chunk = flat[offset : offset + size]
-            offset += size
+        for item, chunk in zip(items, _to_host([item.values for item in items]), strict=True):
+            size = chunk.size
             if item.kind == "scalar":
                 writer.add_scalar(item.step, item.name, float(chunk[0]))
             elif item.kind == "time":
@@ -230,6 +225,26 @@ class PendingWriter:
             else:
                 for stat, row in zip(item.rows, chunk.reshape(len(item.rows), -1), strict=True):
                     writer.add_stat(item.step, stat, row)
+
+
+def _to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
+    """Each tensor as a flat float64 array, with one transfer per device (usually one).
+
+    float64: norms of float64 models and scalars logged as float64/int64 keep their value.
+    A tensor on another device (a clip's ``tensor(0.)`` on the CPU) costs no sync of its own.
+    """
+    by_device: dict[torch.device, list[int]] = {}
+    for index, tensor in enumerate(tensors):
+        by_device.setdefault(tensor.device, []).append(index)
+    out: list[np.ndarray] = [np.empty(0)] * len(tensors)
+    for indices in by_device.values():
+        flat = torch.cat([tensors[i].detach().reshape(-1).to(torch.float64) for i in indices])
+        flat = flat.cpu().numpy()
+        offset = 0
+        for i in indices:
+            out[i] = flat[offset : offset + tensors[i].numel()]
+            offset += tensors[i].numel()
+    return out
 
 
 __all__ = ["PendingWriter", "run_header"]

@@ -108,7 +108,7 @@ class StepMeasurements:
         """
         if not self.layout.measuring:
             return
-        scheduled = self.param_schedule(step)
+        scheduled = bool(self.guard.run(("the every= schedule",), self.param_schedule, step))
         copy = snapshot and scheduled and self.params.track_updates
         if copy and self._snapshot_step != step:
             self._snapshot_step = step

@@ -23,6 +23,7 @@ clip_grad_norm_``) are not seen: call them through the module (as nanoGPT does) 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -86,12 +87,14 @@ class Observer:
     def before(self) -> None:
         method = self._before()
         if method is not None:
-            method()
+            with contextlib.suppress(Exception):  # the Monitor warns itself; the clip runs on
+                method()
 
     def after(self, call: ClipCall | None) -> None:
         method = self._after()
         if method is not None:
-            method(call)
+            with contextlib.suppress(Exception):
+                method(call)
 
     def remove(self) -> None:
         """Stop watching (a hook handle's name for :func:`unwatch`)."""
@@ -188,7 +191,10 @@ def _observed(
             kwargs = {**kwargs, names[0]: again}
     ids = {id(p) for p in params}
     with _lock:
-        concerned = [o for o in _observers if o.ids & ids and o.alive]
+        _observers[:] = [o for o in _observers if o.alive]  # Monitors freed without close()
+        if not _observers:
+            _restore()
+        concerned = [o for o in _observers if o.ids & ids]
     if not concerned:
         return function(*args, **kwargs)
     for observer in concerned:
