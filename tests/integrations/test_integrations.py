@@ -11,6 +11,7 @@ import copy
 import math
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -268,17 +269,24 @@ def test_transformers_callback_on_a_tiny_gpt2_yields_a_diagnosis(hf, tmp_path, c
         assert run.series("act_std")[0].tolist() == [0]
 
 
-def test_transformers_callback_without_takeover_records_clipped_gradients(hf, tmp_path):
+def test_transformers_callback_without_takeover_still_reads_before_the_trainers_clip(hf, tmp_path):
     from graddoctor.integrations.transformers import GradDoctorTrainerCallback
+    from graddoctor.probes.clipping import CLIP_FIRED, CLIP_THRESHOLD
 
     torch.manual_seed(0)
     callback = GradDoctorTrainerCallback(tmp_path / "late.gdr", read_before_clipping=False, run_diagnosis=False)
-    with pytest.warns(RuntimeWarning, match="after the Trainer clipped"):
-        hf_train(hf, LossNet(), hf_arguments(hf, tmp_path), [callback])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="graddoctor")  # before: "...after the Trainer clipped them"
+        trainer = hf_train(hf, LossNet(), hf_arguments(hf, tmp_path), [callback])
+    logged = [entry["grad_norm"] for entry in trainer.state.log_history if "grad_norm" in entry]
     with open_run(tmp_path / "late.gdr") as run:
-        assert run.meta["config"]["gradients_read"] == "after_clipping"
+        assert run.meta["config"]["gradients_read"] == "before_clipping"
         total = np.sqrt((run.series("grad_norm")[2] ** 2).sum(axis=1))
-    np.testing.assert_allclose(total, CLIP, rtol=1e-4)  # what on_pre_optimizer_step sees: clipped
+        assert list(run.scalars(CLIP_THRESHOLD)[1]) == [CLIP] * STEPS
+        assert list(run.scalars(CLIP_FIRED)[1]) == [1.0] * STEPS
+    # the Trainer's clip, seen by the Monitor: the norms before it (before: all equal to CLIP)
+    np.testing.assert_allclose(total, logged, rtol=1e-5)
+    assert (total > 10 * CLIP).all()
 
 
 # -- TensorBoard ---------------------------------------------------------------------

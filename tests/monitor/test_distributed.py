@@ -2,8 +2,9 @@
 
 One spawn runs every case in turn (starting processes dominates the cost); each rank
 saves what it saw, and the tests compare rank 0's run file with a single-process
-reference trained on the same global batches in this process: per-layer gradient,
-weight and update norms, and the gradients after clipping by the global norm.
+reference trained on the same global batches in this process: per-layer gradient norms
+(read before the loop's clip), weight and update norms, and the gradients after clipping
+by the global norm.
 """
 
 from __future__ import annotations
@@ -229,13 +230,13 @@ def single_process() -> dict:
         if step == 0:
             measured = [float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()], p))
                         for p in MEASURED_NORMS]
+        grads[step] = reference.grad_stats(named)  # the Monitor reads them before the clip
         if CLIP_STEPS.get(step) == "total":
             clip_norms.append([float(torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM))])
         elif CLIP_STEPS.get(step) == "per_layer":  # each tensor clipped to its own norm, one by one
             clip_norms.append([float(torch.nn.utils.clip_grad_norm_([p], MAX_NORM)) for p in model.parameters()])
         if step in CLIP_STEPS:
             clipped[step] = {n: p.grad.clone() for n, p in named}
-        grads[step] = reference.grad_stats(named)
         before = reference.weight_copies(named)
         optimizer.step()
         weights[step] = reference.weight_stats(named, before)

@@ -8,7 +8,6 @@ import textwrap
 import time
 
 import numpy as np
-import pytest
 
 from graddoctor import RunFileError, open_run
 
@@ -130,11 +129,6 @@ time.sleep(60)
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="round 2: the Monitor must hand its device-side statistics to "
-    "RunWriter.set_collector (holding writer.lock while it changes them)",
-)
 def test_monitor_sigkill_during_a_pause_keeps_every_statistic(tmp_path):
     path = tmp_path / "monitor.gdr"
     proc = spawn(MONITOR_PAUSE, path)
@@ -146,8 +140,8 @@ def test_monitor_sigkill_during_a_pause_keeps_every_statistic(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with open_run(path) as run:
-        assert list(run.scalars("loss")[0]) == list(range(20))  # the scalars: committed today
-        assert list(run.steps("grad_norm")) == list(range(20))  # the statistics: need the collector
+        assert list(run.scalars("loss")[0]) == list(range(20))
+        assert list(run.steps("grad_norm")) == list(range(20))  # collected from the device
 
 
 def test_a_forked_child_never_writes_nor_waits_on_its_parents_run(tmp_path):

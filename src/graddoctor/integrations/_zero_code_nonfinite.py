@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .._foreach import norms
+from .._foreach import max_abs
 from ..probes.nonfinite_replay import locate_nonfinite
 from ._zero_code_models import RootTracker, Watched, replay_batch
 
@@ -17,9 +17,13 @@ from ._zero_code_models import RootTracker, Watched, replay_batch
 def nonfinite(
     device: torch.device, loss: torch.Tensor | None, tensors: Sequence[torch.Tensor | None]
 ) -> bool:
-    """Whether the loss or the norm of any tensor is NaN/Inf (one host sync)."""
+    """Whether the loss or an entry of any tensor is NaN/Inf (one host sync).
+
+    Decided from each tensor's largest magnitude (NaN or inf exactly when an entry is),
+    not from its norm: finite float32 entries above ~1e19 have an inf float32 norm.
+    """
     present = [t.detach() for t in tensors if t is not None]
-    flags = [torch.isfinite(norms(present, 2.0, device)).all()] if present else []
+    flags = [torch.isfinite(max_abs(present, device)).all()] if present else []
     if loss is not None:
         flags.append(torch.isfinite(loss.to(device)))
     return bool(flags) and not bool(torch.stack(flags).all())

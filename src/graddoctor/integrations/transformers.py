@@ -20,8 +20,12 @@ runs for a single process or DDP) and puts ``args.max_grad_norm`` back, before a
 (a checkpoint's ``training_args.bin``) can see it changed. The optimizer therefore sees
 exactly the gradients it would have seen without the callback.
 
-Under FSDP or DeepSpeed the clipping belongs to the wrapped model or the engine, so the
-callback leaves it alone and records the clipped gradients; the run's config says so
+With ``read_before_clipping=False`` the Trainer keeps its clipping; Accelerate then clips
+with ``torch.nn.utils.clip_grad_norm_``, which the Monitor sees (``monitor.clip_watch``):
+it reads the gradients just before that call, so they are unclipped either way, and the
+clip's threshold and whether it fired are recorded (``clip/*``). Under FSDP or DeepSpeed
+the clipping belongs to the wrapped model or the engine, so the callback leaves it alone
+and records the clipped gradients; the run's config says so
 (``gradients_read: "after_clipping"``) and a warning is issued.
 
 The Trainer has no event for an exception: wrap ``trainer.train()`` in ``try/finally`` and
@@ -67,7 +71,8 @@ class GradDoctorTrainerCallback(RunPerFit, _transformers.TrainerCallback):
         modules: ``"leaf"``, ``"all"`` or glob patterns of module names.
         track_updates: measure the optimizer's update (keeps one copy of the weights).
         read_before_clipping: move the Trainer's ``max_grad_norm`` clipping after the
-            measurement (see the module docstring); False records clipped gradients.
+            measurement (see the module docstring); False leaves it in the Trainer, where
+            the Monitor still reads before it (not under FSDP or DeepSpeed).
         tensorboard: a TensorBoard log folder: the run is followed live into
             ``<tensorboard>/<run file stem>``.
         histograms_every: schedule of gradient histograms written to ``tensorboard``.
@@ -116,11 +121,11 @@ class GradDoctorTrainerCallback(RunPerFit, _transformers.TrainerCallback):
         take_over = clipping and self.read_before_clipping and not sharded
         if not clipping:
             read = "unclipped"
-        elif take_over:
+        elif not sharded:  # taken over, or seen through torch's clip function (monitor.clip_watch)
             read = "before_clipping"
         else:
             read = "after_clipping"
-            why = "read_before_clipping=False" if not self.read_before_clipping else "FSDP/DeepSpeed clip inside the engine"
+            why = "FSDP/DeepSpeed clip inside the engine"
             warnings.warn(f"graddoctor records gradients after the Trainer clipped them to max_grad_norm="
                           f"{args.max_grad_norm} ({why}): norms above it read as the clip value",
                           RuntimeWarning, stacklevel=2)

@@ -17,10 +17,9 @@ separate ``torch.compile(model)`` cannot be seen: pass the compiled module.
 
 from __future__ import annotations
 
-import sys
-import warnings
-
 from torch import nn
+
+from ._guard import warn_at_user
 
 ACTIVATIONS_SKIPPED = "activations_skipped"  # the event kind
 
@@ -48,12 +47,7 @@ def skip_message(reason: str) -> str:
 
 def warn_skipped(reason: str) -> None:
     """Give the warning at the user's line: the first caller outside graddoctor and torch."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _INTERNAL:
-        frame, level = frame.f_back, level + 1
-    warnings.warn(skip_message(reason), stacklevel=level if frame is not None else 2)
+    warn_at_user(skip_message(reason))
 
-
-_INTERNAL = ("graddoctor", "torch")
 
 __all__ = ["ACTIVATIONS_SKIPPED", "compiled_reason", "skip_message", "warn_skipped"]

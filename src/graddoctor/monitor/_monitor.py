@@ -12,8 +12,10 @@ Usage::
 
 Gradients are read in the optimizer's step pre-hook (after GradScaler's unscale and
 before any clipping an optimizer wrapper does; with a closure, after its first call:
-``monitor._optimizers``), weights and updates in the post-hook. A compiled model gets
+``monitor._optimizers``), or earlier, when the loop calls a clip function
+(``monitor.clip_watch``); weights and updates in the post-hook. A compiled model gets
 no activation statistics, and a warning and event saying why (``monitor._compiled``).
+Nothing the Monitor measures raises into the training loop (``monitor._guard``).
 Statistics stay on the device until the writer commits a batch of steps: then every
 pending vector and tensor scalar goes to the host in a single transfer.
 
@@ -25,6 +27,7 @@ step records ``amp_scale``, and a step it skips is recorded with ``amp_skipped =
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -34,15 +37,20 @@ import torch
 from torch import nn
 
 from .._paths import timestamped_run_path
-from ..store import Run, open_run
+from ..store import Run, check_step, open_run
+from . import clip_watch
 from ._compiled import ACTIVATIONS_SKIPPED, warn_skipped
-from ._optimizers import after_first_call, hooked_optimizer, step_closure
+from ._guard import MEASUREMENT_FAILED, Guard
+from ._manual import ManualSteps
+from ._optimizers import after_first_call, step_closure
 from ._pending import PendingWriter, run_header
 from ._step import StepMeasurements
 from ._watched import resolve
-from .amp import ScalerWatch, amp_attributes, check_scaler
+from .amp import ScalerWatch, amp_attributes, check_scaler, scaler_stepped
 from .distributed import detect_layout
 from .schedules import Schedule
+
+STEP = ("the step's statistics",)  # what a failure outside any one measurement loses
 
 
 def default_run_path(folder: str | os.PathLike = "runs") -> Path:
@@ -50,7 +58,7 @@ def default_run_path(folder: str | os.PathLike = "runs") -> Path:
     return timestamped_run_path(folder)
 
 
-class Monitor:
+class Monitor(ManualSteps):
     """Records per-layer gradient, weight, update and activation statistics to a run file.
 
     Args:
@@ -103,37 +111,51 @@ class Monitor:
         self.scaler = scaler
         self.parameter_names = names
         self._track_updates = track_updates
+        self.guard = Guard(  # a failure is recorded too, once per statistic
+            lambda names, error: self.writer.add_event(
+                self.step_index, MEASUREMENT_FAILED, {"statistics": names, "error": error}
+            )
+        )
         self.probes = StepMeasurements.of(
-            watched, every, activations_every, track_updates, self.layout
+            watched, every, activations_every, track_updates, self.layout, self.guard
         )
         self.device = watched.params[0].device
         self.path = Path(path) if path is not None else default_run_path()
-        # on a rank that does not record: no file, nothing written
-        self._pending = PendingWriter(
-            self.path, self.layout.recording, commit_every, commit_seconds, overwrite
-        )
-        self.writer = self._pending.writer
-        header = run_header(watched, self.device, scaler, self.layout, config)
-        self._pending.start(header, names, self.probes.activations.names)
         self.step_index = 0
         self._found_inf: torch.Tensor | None = None
         self._awaiting_closure = False
+        self._clips: list[clip_watch.ClipCall] = []
         self._step_clock = time.perf_counter()
         self._handles: list[Any] = []
         self.closed = False
-        if optimizer is not None:
-            self._handles.append(optimizer.register_step_pre_hook(self._on_pre_step))
-            self._handles.append(optimizer.register_step_post_hook(self._on_post_step))
-        if scaler is not None:
-            self._handles.append(ScalerWatch(scaler, self._on_scaler_step))
-        self._arm()
+        header = run_header(watched, self.device, scaler, self.layout, config)  # checked first
+        self._pending = PendingWriter(
+            self.path, self.layout.recording, commit_every, commit_seconds, overwrite, header
+        )
+        self.writer = self._pending.writer
+        try:  # a Monitor that fails from here leaves no file and no hook behind
+            self._pending.guard = self.guard
+            self._pending.start(names, self.probes.activations.names)
+            if optimizer is not None:
+                self._handles.append(optimizer.register_step_pre_hook(self._on_pre_step))
+                self._handles.append(optimizer.register_step_post_hook(self._on_post_step))
+            if scaler is not None:
+                self._handles.append(ScalerWatch(scaler, self._on_scaler_step))
+            self._arm()
+            observer = clip_watch.Observer(watched.params, self._before_clip, self._after_clip)
+            self._handles.append(clip_watch.watch(observer))
+        except BaseException:
+            self._remove_hooks()
+            self.writer.discard()
+            self.closed = True
+            raise
 
     @property
     def recording(self) -> bool:
         """Whether this process writes the run file (False on ranks other than 0 under DDP/FSDP)."""
         return self.layout.recording
 
-    # -- the step --------------------------------------------------------------------
+    # -- the step (every hook body runs guarded: nothing raises into training) ----------
     def _on_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
         self._awaiting_closure = step_closure(args, kwargs) is not None
         if self._awaiting_closure:  # gradients exist once the closure has run
@@ -151,38 +173,22 @@ class Monitor:
             self.probes.before_update(self.step_index, snapshot=False)
         self._finish_step()
 
-    def step(self) -> None:
-        """Record the current gradients as one step (for training loops without an optimizer)."""
-        self._check_manual()
-        self.probes.before_update(self.step_index)
-        self._finish_step()
+    def _before_clip(self) -> None:
+        """The loop clips the gradients: measure this step's now (``monitor.clip_watch``)."""
+        if not self.closed:
+            self.probes.before_update(self.step_index)
 
-    def before_step(self) -> None:
-        """Measure gradients and snapshot weights now (manual mode, e.g. a framework callback
-        that sees unscaled, unclipped gradients before its own clipping)."""
-        self._check_manual()
-        self.probes.params.track_updates = self._track_updates
-        self.probes.before_update(self.step_index)
-
-    def after_step(self) -> None:
-        """Measure weights and updates after the optimizer step and close the step (manual mode)."""
-        self._check_manual()
-        self._finish_step()
-
-    def _check_manual(self) -> None:
-        self._check_open()
-        if self.optimizer is not None:
-            raise RuntimeError(
-                "this Monitor follows optimizer.step() through hooks: to call step(), before_step() or "
-                "after_step() yourself, create it without an optimizer"
-            )
+    def _after_clip(self, call: clip_watch.ClipCall | None) -> None:
+        if call is not None and not self.closed:
+            self._clips.append(call)
 
     def _finish_step(self, skipped: bool = False) -> None:
         step = self.step_index
         if self.layout.measuring:
-            self._record_step(step, skipped)
+            self.guard.run(STEP, self._record_step, step, skipped)
+        self._clips = []
         self.step_index += 1
-        self._arm()
+        self.guard.run(STEP, self._arm)
 
     def _arm(self) -> None:
         skipped = self.probes.arm(self.step_index, self.recording)
@@ -193,37 +199,25 @@ class Monitor:
     def _record_step(self, step: int, skipped: bool) -> None:
         if self.writer.commit_due():  # commit complete steps, with what log() added to them
             self.flush()
-        self.writer.mark_step(step)
-        # sharded parameters: the step's collective, on every rank
+        self.writer.mark_step(step)  # then the parameters: a sharded step's collective, every rank
         parameters = self.probes.parameter_block(skipped)
         modules, times = self.probes.module_block()
         self._pending.add_step(
             step, parameters, modules, times, self.probes.activations.execution_order
         )
+        for name, value in clip_watch.clip_scalars(self._clips).items():
+            self._pending.scalar(step, name, value)
         if self.optimizer is not None:
             for i, group in enumerate(self.optimizer.param_groups):
-                self._pending.scalar(step, f"lr/{i}", group.get("lr"))
+                self.guard.run(("lr",), self._pending.scalar, step, f"lr/{i}", group.get("lr"))
         now = time.perf_counter()
         self._pending.scalar(step, "time/step", now - self._step_clock)
         self._step_clock = now
 
     def _on_scaler_step(self, optimizer: torch.optim.Optimizer, stepped: bool, scale: Any) -> None:
         """After ``scaler.step(optimizer)``: record the scale, and a step the scaler skipped."""
-        if self.closed:
-            return
-        if self.optimizer is None:  # manual mode: the framework closes the step with after_step()
-            self._pending.amp_scalars(self.step_index, scale, 0.0 if stepped else 1.0)
-        elif hooked_optimizer(optimizer) is not self.optimizer:
-            return
-        elif stepped:
-            found_inf, self._found_inf = self._found_inf, None
-            skipped = 0.0 if found_inf is None else (found_inf > 0).float()
-            self._pending.amp_scalars(self.step_index - 1, scale, skipped)
-        else:  # no optimizer hook fired: record the gradients as they are (unscaled, inf/NaN)
-            step = self.step_index
-            self.probes.before_update(step, snapshot=False)
-            self._finish_step(skipped=True)
-            self._pending.amp_scalars(step, scale, 1.0)
+        if not self.closed:
+            self.guard.run(STEP, scaler_stepped, self, optimizer, stepped, scale)
 
     # -- scalars ---------------------------------------------------------------------
     def log(self, step: int | None = None, **scalars: float | torch.Tensor) -> None:
@@ -236,11 +230,18 @@ class Monitor:
         Args:
             step: the step to attach them to (default: the step ``optimizer.step()`` just
                 finished, or step 0 before any).
-            **scalars: floats or 0-d tensors (tensors are moved to the host with the next
-                batch, not now). Ignored on ranks that do not record.
+            **scalars: floats or one-element real tensors (tensors are moved to the host
+                with the next batch, not now). Ignored on ranks that do not record.
+
+        Raises:
+            ValueError: a step a run file cannot store (negative, not an integer, 2**63 or
+                more), a name that is not text, or a value that is not a real number;
+                nothing of this call is recorded, every later step is.
         """
         self._check_open()
-        target = max(self.step_index - 1, 0) if step is None else int(step)
+        target = max(self.step_index - 1, 0) if step is None else check_step(step)
+        for name, value in scalars.items():  # checked, all of them, before any is kept
+            self._pending.check(name, value)
         for name, value in scalars.items():
             self._pending.scalar(target, name, value)
 
@@ -254,14 +255,17 @@ class Monitor:
         if self.closed:
             return
         try:
-            for handle in self._handles:
-                handle.remove()
-            self._handles.clear()
+            self._remove_hooks()
             self.probes.release()
             self.flush()
         finally:
             self.writer.close()
             self.closed = True
+
+    def _remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
 
     def run(self) -> Run:
         """Flush and open the run file for reading (on the recording rank)."""
@@ -283,12 +287,9 @@ class Monitor:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and not self.closed:
-            try:
-                self.writer.add_event(
-                    self.step_index, "exception", {"type": exc_type.__name__, "message": str(exc)}
-                )
-            except Exception:  # recording the crash must never hide it
-                pass
+            with contextlib.suppress(Exception):  # recording the crash must never hide it
+                payload = {"type": exc_type.__name__, "message": str(exc)}
+                self.writer.add_event(self.step_index, "exception", payload)
         self.close()
 
     def __repr__(self) -> str:

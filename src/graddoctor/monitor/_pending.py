@@ -4,6 +4,13 @@ Nothing the Monitor measures during a step leaves the device; each recorded step
 its statistic blocks, per-time-step gradient norms and tensor scalars here, and
 :meth:`PendingWriter.flush` moves all of them to the host with one ``.cpu()``, hands
 each row to the run writer under its statistic's name, and commits.
+
+The run writer also commits on its own when the loop pauses, at exit and on SIGTERM: it
+then collects what waits here first (``RunWriter.set_collector``), so a run killed during
+an evaluation keeps its statistics, not only its scalars. Everything here changes under
+the writer's lock. Scalars are checked when logged (``ValueError`` to the caller), so a
+flush never fails on a row; a flush that fails anyway (the device) drops its batch with
+a warning, never poisoning the next one.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .._version import __version__
@@ -26,6 +34,7 @@ from ..probes.statistics import (
 )
 from ..probes.structure import model_summary
 from ..store import RunWriter
+from ..store._rows import check_name, check_scalar
 from ._watched import Watched
 from .distributed import Layout, NullWriter
 
@@ -76,6 +85,7 @@ class PendingWriter:
         path: the run file.
         recording: whether this process writes (else a ``NullWriter``: no file, nothing kept).
         commit_every, commit_seconds, overwrite: the ``RunWriter``'s options.
+        meta: the run's header, checked before the file is created.
     """
 
     def __init__(
@@ -85,36 +95,64 @@ class PendingWriter:
         commit_every: int = 25,
         commit_seconds: float = 2.0,
         overwrite: bool = False,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         self.recording = recording
-        options = {
-            "commit_every": commit_every,
-            "commit_seconds": commit_seconds,
-            "overwrite": overwrite,
-        }
-        self.writer = RunWriter(path, **options) if recording else NullWriter(path)
+        if recording:
+            self.writer: Any = RunWriter(
+                path,
+                commit_every=commit_every,
+                commit_seconds=commit_seconds,
+                overwrite=overwrite,
+                meta=meta,
+            )
+        else:
+            self.writer = NullWriter(path)
+        self.lock = self.writer.lock  # held while what waits here changes (the collector's too)
         self._items: list[_Item] = []
+        self._scalars: dict[tuple[int, str], torch.Tensor] = {}  # tensor scalars, by (step, name)
         self._order_saved = False
+        self.guard: Any = None  # reports a flush that fails (``monitor._guard``); None: raise
+        if recording:
+            self.writer.set_collector(self._collect)
 
-    def start(self, meta: dict[str, Any], parameters: list[str], modules: list[str]) -> None:
-        """Write the run's metadata and declare its parameter and module columns."""
-        self.writer.set_meta(meta)
+    def start(self, parameters: list[str], modules: list[str]) -> None:
+        """Declare the run's parameter and module columns."""
         self.writer.define_group(PARAMETERS, parameters)
         self.writer.define_stats(PARAMETERS, PARAMETER_STATS)
         self.writer.define_group(MODULES, modules)
         self.writer.define_stats(MODULES, ACTIVATION_STATS)
 
+    @staticmethod
+    def check(name: Any, value: Any) -> None:
+        """ValueError unless ``name`` is text and ``value`` None, a real number or a
+        one-element real tensor (what :meth:`scalar` accepts)."""
+        check_name(name, "scalar name")
+        if not isinstance(value, torch.Tensor):
+            check_scalar(value)
+        elif value.numel() != 1:
+            raise ValueError(
+                f"scalar {name!r} must have one element, got shape {tuple(value.shape)}"
+            )
+        elif value.is_complex():
+            raise ValueError(f"a scalar must be a real number or None, got {value!r}")
+
     def scalar(self, step: int, name: str, value: Any) -> None:
-        """A float or None (written now) or a one-element tensor (kept for the next transfer)."""
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                raise ValueError(
-                    f"scalar {name!r} must have one element, got shape {tuple(value.shape)}"
-                )
-            if self.recording:
-                self._items.append(_Item(step, "scalar", name, value.detach().reshape(())))
-        else:
-            self.writer.add_scalar(step, name, None if value is None else float(value))
+        """A float or None (written now) or a one-element real tensor (kept for the next transfer).
+
+        A value for a ``(step, name)`` that already waits here replaces it (a scalar the
+        user logs wins over the Monitor's own).
+
+        Raises:
+            ValueError: see :meth:`check` (nothing is kept).
+        """
+        self.check(name, value)
+        with self.lock:
+            self._scalars.pop((step, name), None)
+            if not isinstance(value, torch.Tensor):
+                self.writer.add_scalar(step, name, value)
+            elif self.recording:
+                self._scalars[(step, name)] = value.detach().reshape(())
 
     def amp_scalars(self, step: int, scale: Any, skipped: Any) -> None:
         """GradScaler's loss scale of a step (if known) and whether it skipped the step (0 or 1)."""
@@ -138,35 +176,45 @@ class PendingWriter:
             times: each recurrent module's ``[T]`` gradient norms over its input's time steps.
             execution_order: the modules in forward order, saved with the first module block.
         """
-        if parameters is not None and self.recording:
-            self._items.append(
-                _Item(step, "stats", PARAMETERS, parameters.values, parameters.names)
-            )
+        if not self.recording:
+            return
+        items = []
+        if parameters is not None:
+            items.append(_Item(step, "stats", PARAMETERS, parameters.values, parameters.names))
         if modules is not None:
-            self._items.append(_Item(step, "stats", MODULES, modules.values, modules.names))
-            if not self._order_saved and execution_order:
+            items.append(_Item(step, "stats", MODULES, modules.values, modules.names))
+        items.extend(_Item(step, "time", module, norms) for module, norms in times.items())
+        with self.lock:
+            self._items.extend(items)
+            if modules is not None and not self._order_saved and execution_order:
                 self.writer.set_meta({"execution_order": execution_order})
                 self._order_saved = True
-        for module, norms in times.items():
-            self._items.append(_Item(step, "time", module, norms))
 
     def flush(self) -> None:
         """Move everything to the host in one transfer, add it to the run file and commit."""
-        if self._items:
-            self._write(self.writer)
-        self.writer.commit()
+        with self.lock:
+            self._collect()
+            self.writer.commit()
 
-    def _write(self, writer: Any) -> None:
-        # float64: norms of float64 models and scalars logged as float64/int64 keep their value
-        flat = torch.cat(
-            [item.values.detach().reshape(-1).to(torch.float64) for item in self._items]
-        )
-        flat = flat.cpu().numpy()
-        offset = 0
-        for item in self._items:
-            size = item.values.numel()
-            chunk = flat[offset : offset + size]
-            offset += size
+    def _collect(self) -> None:
+        """Hand what waits here to the writer (under its lock; also its collector)."""
+        items, self._items = self._items, []
+        scalars, self._scalars = self._scalars, {}
+        items += [_Item(step, "scalar", name, value) for (step, name), value in scalars.items()]
+        if not items:
+            return
+        try:
+            self._write(items)
+        except Exception as err:  # the device, or a bug: this batch is lost, the next one is not
+            if self.guard is None:
+                raise
+            lost = "the statistics waiting for a commit"
+            self.guard.failed([lost], err, action="write", consequence="they are lost")
+
+    def _write(self, items: list[_Item]) -> None:
+        writer = self.writer
+        for item, chunk in zip(items, _to_host([item.values for item in items]), strict=True):
+            size = chunk.size
             if item.kind == "scalar":
                 writer.add_scalar(item.step, item.name, float(chunk[0]))
             elif item.kind == "time":
@@ -177,7 +225,26 @@ class PendingWriter:
             else:
                 for stat, row in zip(item.rows, chunk.reshape(len(item.rows), -1), strict=True):
                     writer.add_stat(item.step, stat, row)
-        self._items = []
+
+
+def _to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
+    """Each tensor as a flat float64 array, with one transfer per device (usually one).
+
+    float64: norms of float64 models and scalars logged as float64/int64 keep their value.
+    A tensor on another device (a clip's ``tensor(0.)`` on the CPU) costs no sync of its own.
+    """
+    by_device: dict[torch.device, list[int]] = {}
+    for index, tensor in enumerate(tensors):
+        by_device.setdefault(tensor.device, []).append(index)
+    out: list[np.ndarray] = [np.empty(0)] * len(tensors)
+    for indices in by_device.values():
+        flat = torch.cat([tensors[i].detach().reshape(-1).to(torch.float64) for i in indices])
+        flat = flat.cpu().numpy()
+        offset = 0
+        for i in indices:
+            out[i] = flat[offset : offset + tensors[i].numel()]
+            offset += tensors[i].numel()
+    return out
 
 
 __all__ = ["PendingWriter", "run_header"]

@@ -4,6 +4,10 @@ The Monitor decides when a step begins and ends (optimizer hooks, GradScaler, or
 calls); this object measures at those moments and hands back named statistic blocks,
 still on the device. Under a sharded layout every rank measures, and the parameter block
 is reduced to global values with one collective per recorded step.
+
+The gradients of a step are measured once, at the first of: a clip call of the loop
+(``monitor.clip_watch``), the optimizer's step pre-hook (or its closure's first call), a
+manual ``before_step()``/``step()``. A measurement that raises reads NaN (``_guard``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import torch
 
 from ..probes.activations import ActivationProbe
 from ..probes.parameters import ParameterProbe
-from ..probes.statistics import StatBlock
+from ..probes.statistics import ACTIVATION_STATS, GRAD_STATS, PARAMETERS, WEIGHT_STATS, StatBlock
+from ._guard import Guard
 from ._watched import Watched
 from .amp import unscale_
 from .distributed import Layout, reduce_parameter_stats
@@ -27,6 +32,7 @@ class StepMeasurements:
         activations: the module probe (forward/backward hooks armed on scheduled steps).
         param_schedule, activation_schedule: which steps each probe measures.
         layout: who measures and how shards combine (``monitor.distributed``).
+        guard: reports measurements that raise (default: a guard that only warns).
     """
 
     def __init__(
@@ -36,6 +42,7 @@ class StepMeasurements:
         param_schedule: Schedule,
         activation_schedule: Schedule,
         layout: Layout,
+        guard: Guard | None = None,
     ) -> None:
         self.params = params
         self.activations = activations
@@ -48,6 +55,9 @@ class StepMeasurements:
         self._time_grads: dict[str, torch.Tensor] = {}
         self.activations_skipped: str | None = None  # why no module hook is installed (compiled)
         self._skip_reported = False
+        self.guard = guard or Guard()
+        self.measured_step: int | None = None  # the step whose gradients were measured
+        self._snapshot_step: int | None = None  # the step whose weights were copied
 
     @classmethod
     def of(
@@ -57,6 +67,7 @@ class StepMeasurements:
         activations_every: int | Schedule | None,
         track_updates: bool,
         layout: Layout,
+        guard: Guard | None = None,
     ) -> StepMeasurements:
         """The probes of a Monitor's targets (no module hook on a compiled model).
 
@@ -65,6 +76,7 @@ class StepMeasurements:
             every, activations_every: the schedules of parameter and module statistics.
             track_updates: measure the optimizer's update (only with an optimizer).
             layout: who measures and how shards combine.
+            guard: reports measurements that raise.
         """
         updates = track_updates and watched.optimizer is not None
         measurements = cls(
@@ -73,6 +85,7 @@ class StepMeasurements:
             as_schedule(every),
             as_schedule(activations_every),
             layout,
+            guard,
         )
         measurements.activations_skipped = watched.activations_skipped
         return measurements
@@ -82,6 +95,11 @@ class StepMeasurements:
     ) -> None:
         """Measure the gradients (and snapshot the weights) of a scheduled step; collect the module hooks.
 
+        The gradients and module statistics of a step are measured once (the first call:
+        maybe the loop's clip call); the weights are copied once, by the first call that
+        asks for it while updates are tracked (a callback's ``before_step()`` may come
+        after a clip call).
+
         Args:
             step: the step being measured.
             snapshot: copy the weights to measure the update (False when no update follows).
@@ -90,16 +108,34 @@ class StepMeasurements:
         """
         if not self.layout.measuring:
             return
-        if self.param_schedule(step):
-            self._grads = self.params.measure_grads()
-            if grad_scale is not None:
-                unscale_(self._grads, grad_scale)
-            if snapshot:
-                self.params.snapshot()
+        scheduled = bool(self.guard.run(("the every= schedule",), self.param_schedule, step))
+        copy = snapshot and scheduled and self.params.track_updates
+        if copy and self._snapshot_step != step:
+            self._snapshot_step = step
+            self.guard.run(("update_norm", "update_ratio"), self.params.snapshot)
+        if self.measured_step == step:
+            return
+        self.measured_step = step
+        if scheduled:
+            self._grads = self.guard.run(GRAD_STATS, self._measure_grads, grad_scale)
+            if self._grads is None:  # NaN rows keep a sharded step's collective in step
+                n = len(self.params.params)
+                self._grads = StatBlock.filled(GRAD_STATS, n, float("nan"), self.device)
         if self.activations.installed:
             self.activations.remove()
-            self._module_stats = self.activations.collect(self.device)
-            self._time_grads = self.activations.time_gradients()
+            self._module_stats = self.guard.run(
+                ACTIVATION_STATS, self.activations.collect, self.device
+            )
+            self._time_grads = self.guard.run(("time_grad_norm",), self.activations.time_gradients)
+            self._time_grads = self._time_grads or {}
+            for statistic, err in self.activations.take_failures().items():
+                self.guard.failed(statistic.split(", "), err)
+
+    def _measure_grads(self, grad_scale: torch.Tensor | None) -> StatBlock:
+        grads = self.params.measure_grads()
+        if grad_scale is not None:
+            unscale_(grads, grad_scale)
+        return grads
 
     def parameter_block(self, skipped: bool = False) -> StatBlock | None:
         """The step's global ``"parameters"`` block (weights measured now), or None if unscheduled.
@@ -112,9 +148,15 @@ class StepMeasurements:
         """
         if self._grads is None:
             return None
-        block = self._grads.cat(self.params.measure_weights(unchanged=skipped))
+        weights = self.guard.run(WEIGHT_STATS, self.params.measure_weights, skipped)
+        if weights is None:
+            n = len(self.params.params)
+            weights = StatBlock.filled(WEIGHT_STATS, n, float("nan"), self.device)
+        block = self._grads.cat(weights)
         self._grads = None
-        return reduce_parameter_stats(block, self.params.grad_present, self.layout)
+        return self.guard.run(
+            (PARAMETERS,), reduce_parameter_stats, block, self.params.grad_present, self.layout
+        )
 
     def module_block(self) -> tuple[StatBlock | None, dict[str, torch.Tensor]]:
         """The step's ``"modules"`` block (or None) and each recurrent module's ``[T]`` time norms."""
@@ -132,7 +174,7 @@ class StepMeasurements:
         if not (recording and self.activation_schedule(step) and self.activations.modules):
             return None
         if self.activations_skipped is None:
-            self.activations.install()
+            self.guard.run(ACTIVATION_STATS, self.activations.install)
             return None
         if self._skip_reported:
             return None

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..probes.statistics import LOSS_SCALED_STATS, StatBlock
+from ._optimizers import hooked_optimizer
 
 
 def check_scaler(scaler: Any) -> None:
@@ -122,4 +123,37 @@ class ScalerWatch:
             del self.scaler.__dict__["step"]
 
 
-__all__ = ["ScalerWatch", "amp_attributes", "check_scaler", "current_scale", "unscale_"]
+def scaler_stepped(monitor: Any, optimizer: Any, stepped: bool, scale: Any) -> None:
+    """What a Monitor records after ``scaler.step(optimizer)``: the loss scale, and the step
+    the scaler skipped (no optimizer hook fired: its gradients are recorded as they are,
+    unscaled and inf/NaN, and its update as 0).
+
+    Args:
+        monitor: the Monitor (its pending scalars, its probes and its step).
+        optimizer: the optimizer the scaler stepped (a Monitor of another ignores it).
+        stepped: whether the optimizer's step ran.
+        scale: the loss scale of the step's backward.
+    """
+    if monitor.optimizer is None:  # manual mode: the framework closes the step with after_step()
+        monitor._pending.amp_scalars(monitor.step_index, scale, 0.0 if stepped else 1.0)
+    elif hooked_optimizer(optimizer) is not monitor.optimizer:
+        return
+    elif stepped:
+        found_inf, monitor._found_inf = monitor._found_inf, None
+        skipped = 0.0 if found_inf is None else (found_inf > 0).float()
+        monitor._pending.amp_scalars(monitor.step_index - 1, scale, skipped)
+    else:
+        step = monitor.step_index
+        monitor.probes.before_update(step, snapshot=False)
+        monitor._finish_step(skipped=True)
+        monitor._pending.amp_scalars(step, scale, 1.0)
+
+
+__all__ = [
+    "ScalerWatch",
+    "amp_attributes",
+    "check_scaler",
+    "current_scale",
+    "scaler_stepped",
+    "unscale_",
+]

@@ -9,8 +9,9 @@ The Monitor detects the layout of the parameters when it is created:
 * ``"sharded"``: FSDP2 (``fully_shard``, DTensor parameters) or FSDP1 (``FULL_SHARD``,
   ``SHARD_GRAD_OP``, ``HYBRID_SHARD`` with ``use_orig_params=True``). Each rank measures
   the shards it holds, and per recorded step the global statistics come from one
-  all-reduce (SUM) of a stacked vector of squared local norms and counts and one
-  all-reduce (MAX) of the local max-norms, each statistic combined as its declaration
+  all-reduce (SUM) of a stacked vector of squared local norms and counts (float64: the
+  squares of float32 norms leave float32's range) and one all-reduce (MAX) of the local
+  max-norms, each statistic combined as its declaration
   in ``probes.statistics`` says; parameters are never gathered. Every rank must
   create the Monitor with the same schedule; rank 0 writes.
 
@@ -26,6 +27,7 @@ under HSDP), is
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,21 +190,24 @@ def reduce_parameter_stats(block: StatBlock, grad_present: list[bool], layout: L
         layout: a ``"sharded"`` layout (any other is returned unchanged).
 
     Returns:
-        the global statistics, same rows, identical on every rank.
+        the global statistics, same rows and dtype, identical on every rank.
     """
     if layout.mode != "sharded":
         return block
     device = block.values.device
+    # squares of float32 norms overflow above ~1.8e19 and underflow below ~1e-19: float64
+    # (gloo and NCCL reduce it; MPS has none)
+    wide = torch.float32 if device.type == "mps" else torch.float64
     if layout._copies_tensor is None or layout._copies_tensor.device != device:
-        layout._copies_tensor = torch.tensor(layout.copies, dtype=torch.float32, device=device)
+        layout._copies_tensor = torch.tensor(layout.copies, dtype=wide, device=device)
     share = 1.0 / layout._copies_tensor
     has = torch.tensor(grad_present, dtype=torch.bool, device=device)
     everywhere = torch.ones_like(has)
     stats = [BY_NAME[name] for name in block.names]
-    summed: dict[str, torch.Tensor] = {"has_grad": has.float()}
+    summed: dict[str, torch.Tensor] = {"has_grad": has.to(wide)}
     maxed: dict[str, torch.Tensor] = {}
     for stat in stats:
-        local, present = block[stat.name], has if stat.of_gradient else everywhere
+        local, present = block[stat.name].to(wide), has if stat.of_gradient else everywhere
         zero = torch.zeros_like(local)
         if stat.reduction == SUM_OF_SQUARES:
             summed[stat.name] = torch.where(present, local.square(), zero) * share
@@ -210,7 +215,7 @@ def reduce_parameter_stats(block: StatBlock, grad_present: list[bool], layout: L
             summed[stat.name] = torch.where(present, local, zero) * share
         elif stat.reduction == MAX:
             is_nan = present & torch.isnan(local)
-            summed[f"{stat.name}:nan"] = is_nan.float()
+            summed[f"{stat.name}:nan"] = is_nan.to(wide)
             maxed[stat.name] = torch.where(present & ~is_nan, local, torch.full_like(local, -1.0))
         elif stat.reduction != RATIO:
             raise ValueError(
@@ -237,16 +242,19 @@ def reduce_parameter_stats(block: StatBlock, grad_present: list[bool], layout: L
     for stat in (s for s in stats if s.reduction == RATIO):
         numerator, denominator = stat.ratio_of
         out[stat.name] = ratio(out[numerator], out[denominator])
-    return StatBlock(block.names, torch.stack([out[name] for name in block.names]))
+    values = torch.stack([out[name] for name in block.names]).to(block.values.dtype)
+    return StatBlock(block.names, values)  # a float32 norm's square root fits float32 again
 
 
 class NullWriter:
     """The run writer of a rank that records nothing: no file, every call does nothing."""
 
     closed = False
+    degraded = False
 
     def __init__(self, path: Any) -> None:
         self.path = path
+        self.lock = threading.RLock()
 
     def commit_due(self) -> bool:
         return False
@@ -256,7 +264,7 @@ class NullWriter:
 
     set_meta = define_group = define_stats = add_stat = add_scalar = add_event = mark_step = (
         commit
-    ) = _ignore
+    ) = set_collector = discard = _ignore
 
     def close(self) -> None:
         self.closed = True

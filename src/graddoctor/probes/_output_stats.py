@@ -10,6 +10,10 @@ calls :math:`a` and :math:`b` of :math:`n_a` and :math:`n_b` elements,
     M_2 = M_{2,a} + M_{2,b} + \delta^2 \frac{n_a n_b}{n},
 
 so calls far from 0 lose no precision (no :math:`E[y^2] - E[y]^2`), in float32 on any device.
+
+Sums of squares of gradients (``out_grad_norm``, ``time_grad_norm``) are accumulated in
+float64 by :func:`squared_norm`: squared in float32, entries below ~1e-19 would read 0 and
+entries above ~1.8e19 inf.
 """
 
 from __future__ import annotations
@@ -81,6 +85,26 @@ def unit_dim(
     if input_dim is not None and keeps and input_dim < y.dim():
         return input_dim
     return 1 if y.dim() >= 4 else last
+
+
+def squared_norm(tensor: torch.Tensor, dim: list[int] | None = None) -> torch.Tensor:
+    r"""The sum of squares :math:`\sum_j |x_j|^2` of a tensor, over ``dim`` or all of it.
+
+    Accumulated in float64 (complex128 entries by magnitude), so float32 entries from
+    ~1e-150 to ~1e150 neither underflow nor overflow; in float32 on MPS, which has no
+    float64. Costs a transient float64 copy of ``tensor``; no host sync.
+
+    Args:
+        tensor: e.g. a gradient reaching a module's output.
+        dim: the dims to reduce (None: every dim).
+
+    Returns:
+        float64 (MPS: float32) tensor on ``tensor``'s device, of the dims not reduced.
+    """
+    wide = torch.float32 if tensor.device.type == "mps" else torch.float64
+    if tensor.is_complex():
+        wide = torch.complex64 if wide == torch.float32 else torch.complex128
+    return torch.linalg.vector_norm(tensor.detach(), 2, dim=dim, dtype=wide).square()
 
 
 def saturated_count(y: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -175,4 +199,4 @@ class PooledOutput:
         return stats
 
 
-__all__ = ["PooledOutput", "output_layout", "saturated_count", "unit_dim"]
+__all__ = ["PooledOutput", "output_layout", "saturated_count", "squared_norm", "unit_dim"]

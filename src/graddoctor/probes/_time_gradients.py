@@ -8,15 +8,22 @@ call (``nn.RNNCell/LSTMCell/GRUCell``, or any module with a ``weight_hh`` called
 1- or 2-dim input) is one time step: the L2 norm of dLoss/d(its input). The values of
 all calls are concatenated in the order the calls ran; a call whose input gets no
 gradient reads NaN (Pascanu, Mikolov & Bengio 2013: the decay over t is the vanishing
-gradient over time).
+gradient over time). Squares are summed in float64 (``_output_stats.squared_norm``).
+
+A hook that fails never raises into the forward or backward: the failure goes to
+``on_error`` (the call then reads NaN).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+
+from ._output_stats import squared_norm
+from .statistics import TIME_GRAD_NORM
 
 
 def is_sequence_call(module: nn.Module, x: torch.Tensor) -> bool:
@@ -27,11 +34,21 @@ def is_sequence_call(module: nn.Module, x: torch.Tensor) -> bool:
 
 
 class TimeGradients:
-    """Per-call hooks on the inputs of recurrent modules, for one forward/backward."""
+    """Per-call hooks on the inputs of recurrent modules, for one forward/backward.
 
-    def __init__(self) -> None:
+    Args:
+        on_error: called with ``(statistic, exception)`` when a hook fails (default: re-raise).
+    """
+
+    def __init__(self, on_error: Callable[[str, Exception], None] | None = None) -> None:
         # per module index, per call in call order: [time steps, sum of squares or None]
         self._calls: dict[int, list[list[Any]]] = {}
+        self._on_error = on_error
+
+    def _failed(self, err: Exception) -> None:
+        if self._on_error is None:
+            raise err
+        self._on_error(TIME_GRAD_NORM, err)
 
     def clear(self) -> None:
         self._calls.clear()
@@ -44,6 +61,13 @@ class TimeGradients:
         """
 
         def pre_hook(mod: nn.Module, args: tuple) -> tuple | None:
+            try:
+                return hooked(mod, args)
+            except Exception as err:  # the forward runs on, unhooked
+                self._failed(err)
+                return None
+
+        def hooked(mod: nn.Module, args: tuple) -> tuple | None:
             if not args or not isinstance(args[0], torch.Tensor) or not args[0].is_floating_point():
                 return None
             if not torch.is_grad_enabled():
@@ -60,15 +84,16 @@ class TimeGradients:
 
         return pre_hook
 
-    @staticmethod
-    def _grad_hook(slot: list[Any], time_dim: int | None):
+    def _grad_hook(self, slot: list[Any], time_dim: int | None):
         def hook(grad: torch.Tensor) -> None:
-            g = grad.detach().float()
-            if time_dim is None:
-                sq = g.square().sum().reshape(1)
-            else:
-                sq = g.square().sum(dim=[d for d in range(g.dim()) if d != time_dim])
-            slot[1] = sq if slot[1] is None else slot[1] + sq
+            try:
+                if time_dim is None:
+                    sq = squared_norm(grad).reshape(1)
+                else:
+                    sq = squared_norm(grad, [d for d in range(grad.dim()) if d != time_dim])
+                slot[1] = sq if slot[1] is None else slot[1] + sq
+            except Exception as err:  # the backward runs on; this call reads NaN
+                self._failed(err)
 
         return hook
 
@@ -80,7 +105,9 @@ class TimeGradients:
             if not got:
                 continue
             parts = [
-                sq if sq is not None else torch.full((steps,), float("nan"), device=got[0].device)
+                sq
+                if sq is not None
+                else torch.full((steps,), float("nan"), dtype=got[0].dtype, device=got[0].device)
                 for steps, sq in calls
             ]
             out[names[index]] = torch.cat(parts).sqrt()

@@ -35,6 +35,10 @@ one value per call (= time step), the L2 norm of dLoss/d(its input); the calls
 concatenated in call order. The decay over t is the vanishing gradient over time
 (Pascanu, Mikolov & Bengio 2013).
 
+A hook that fails (a tensor the statistics cannot handle, a bug) never raises into the
+forward or backward: the module's statistics read NaN for the step and the failure is
+kept in ``ActivationProbe.failures`` for the Monitor to report.
+
 ``select_modules(model)`` picks leaf modules and, besides, modules (other than the model
 itself) holding parameters of their own: ``nn.MultiheadAttention`` runs its ``out_proj``
 functionally, so only its own output has statistics.
@@ -51,11 +55,13 @@ import torch
 from torch import nn
 
 from .._modules import is_rectifier, is_recurrent, saturation_bounds
-from ._output_stats import PooledOutput, output_layout, unit_dim
+from ._output_stats import PooledOutput, output_layout, squared_norm, unit_dim
 from ._tensors import first_float_tensor
 from ._time_gradients import TimeGradients
 from ._wrappers import named_modules
 from .statistics import ACTIVATION_STATS, StatBlock
+
+OUTPUT_STATS = tuple(name for name in ACTIVATION_STATS if name != "out_grad_norm")
 
 
 def select_modules(
@@ -113,7 +119,9 @@ class ActivationProbe:
         self._handles: list[Any] = []
         self._outputs: dict[int, PooledOutput] = {}
         self._grad_sq: dict[int, torch.Tensor] = {}
-        self._times = TimeGradients()
+        self._times = TimeGradients(on_error=self._failed)
+        self.failures: dict[str, Exception] = {}  # statistic -> its first failure, until taken
+        self._broken: set[int] = set()  # modules whose forward hook failed this step
         # id(output) -> (weak ref to it, its unit dim), for the monitored outputs of this forward
         self._unit_dims: dict[int, tuple[weakref.ref, int]] = {}
         self.execution_order: list[str] = []
@@ -130,6 +138,7 @@ class ActivationProbe:
         self._grad_sq.clear()
         self._times.clear()
         self._unit_dims.clear()
+        self._broken.clear()
         self.execution_order = []
         for index, module in enumerate(self.modules):
             self._handles.append(module.register_forward_hook(self._forward_hook(index)))
@@ -146,12 +155,16 @@ class ActivationProbe:
         self._unit_dims.clear()
 
     def collect(self, device: torch.device) -> StatBlock:
-        """``ACTIVATION_STATS`` rows of ``M`` columns for the last forward/backward; NaN where not run."""
-        nan = torch.tensor(float("nan"), device=device)
+        """``ACTIVATION_STATS`` rows of ``M`` columns for the last forward/backward; NaN where not run.
+
+        float64 (float32 on MPS): gradient norms of float64 models keep their range.
+        """
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        nan = torch.full((), float("nan"), dtype=dtype, device=device)
         columns = []
         for index in range(len(self.modules)):
             pooled = self._outputs.get(index)
-            if pooled is None:
+            if pooled is None or index in self._broken:
                 columns.append(nan.expand(len(ACTIVATION_STATS)))
                 continue
             grad_sq = self._grad_sq.get(index)
@@ -160,11 +173,20 @@ class ActivationProbe:
                 "out_grad_norm": grad_sq.sqrt() if grad_sq is not None else nan,
             }
             columns.append(
-                torch.stack([values[name].to(device, torch.float32) for name in ACTIVATION_STATS])
+                torch.stack([values[name].to(device, dtype) for name in ACTIVATION_STATS])
             )
         if not columns:
-            return StatBlock(ACTIVATION_STATS, torch.zeros(len(ACTIVATION_STATS), 0, device=device))
+            empty = torch.zeros(len(ACTIVATION_STATS), 0, dtype=dtype, device=device)
+            return StatBlock(ACTIVATION_STATS, empty)
         return StatBlock(ACTIVATION_STATS, torch.stack(columns, dim=1))
+
+    def take_failures(self) -> dict[str, Exception]:
+        """The statistics whose hooks failed since the last call, with their first error."""
+        failures, self.failures = self.failures, {}
+        return failures
+
+    def _failed(self, statistic: str, err: Exception) -> None:
+        self.failures.setdefault(statistic, err)
 
     def time_gradients(self) -> dict[str, torch.Tensor]:
         """For each recurrent module reached by backward: the ``[T]`` norms of dLoss/dx_t over its calls."""
@@ -178,6 +200,13 @@ class ActivationProbe:
         layout = output_layout(module)
 
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            try:
+                measure(mod, args, output)
+            except Exception as err:  # the forward runs on; this module reads NaN this step
+                self._broken.add(index)
+                self._failed(", ".join(OUTPUT_STATS), err)
+
+        def measure(mod: nn.Module, args: Any, output: Any) -> None:
             tensor = first_float_tensor(output)
             if tensor is None:
                 return
@@ -205,7 +234,11 @@ class ActivationProbe:
 
     def _grad_hook(self, index: int):
         def hook(grad: torch.Tensor) -> None:
-            sq = grad.detach().float().square().sum()
+            try:
+                sq = squared_norm(grad)
+            except Exception as err:  # the backward runs on; out_grad_norm reads NaN
+                sq = torch.full((), float("nan"), device=grad.device)
+                self._failed("out_grad_norm", err)
             previous = self._grad_sq.get(index)
             self._grad_sq[index] = sq if previous is None else previous + sq
 

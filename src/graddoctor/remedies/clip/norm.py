@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from graddoctor._foreach import group_by_device_and_dtype
+from graddoctor.monitor.clip_watch import watched_clip  # an open Monitor reads before the clip
 from graddoctor.remedies.clip._gather import (
     Tensors,
     as_tensor_list,
@@ -106,6 +107,7 @@ def total_norm(
     return get_total_norm([g for g in grads if g is not None], norm_type, foreach=foreach)
 
 
+@watched_clip("with_norm")
 @torch.no_grad()
 def clip_grads_with_norm_(
     parameters: Tensors,
@@ -136,6 +138,7 @@ def clip_grads_with_norm_(
         )
 
 
+@watched_clip("norm")
 @torch.no_grad()
 def clip_grad_norm_(
     parameters: Tensors,

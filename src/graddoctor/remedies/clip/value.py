@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 
 from graddoctor._foreach import group_by_device_and_dtype
+from graddoctor.monitor.clip_watch import watched_clip  # an open Monitor reads before the clip
 from graddoctor.remedies.clip._gather import Tensors, as_tensor_list, check_positive, grads_of
 
 
+@watched_clip("value")
 @torch.no_grad()
 def clip_grad_value_(parameters: Tensors, clip_value: float, foreach: bool | None = None) -> None:
     r"""Clamp every gradient entry to :math:`[-\text{clip\_value}, \text{clip\_value}]` in place.
