@@ -142,7 +142,7 @@ def is_rectifier(module: nn.Module) -> bool:
 
 
 def output_stats(module: nn.Module, calls: list[tuple[np.ndarray, int]]) -> dict[str, float]:
-    """act_mean, act_std, act_saturated, act_dead, act_nonfinite of one module's outputs.
+    """act_mean, act_std, act_saturated, act_dead, act_nonfinite, act_max of one module's outputs.
 
     ``calls`` holds each call's output and unit axis. Every statistic pools all calls:
     mean, std and saturated fraction over the union of the elements, non-finite counts
@@ -154,6 +154,7 @@ def output_stats(module: nn.Module, calls: list[tuple[np.ndarray, int]]) -> dict
         "act_mean": float(flat.mean()),
         "act_std": float(flat.std()),
         "act_nonfinite": float((~np.isfinite(flat)).sum()),
+        "act_max": float(max(abs(v) for v in flat)) if not np.isnan(flat).any() else np.nan,
     }
     bounds = None
     if isinstance(module, nn.Hardtanh) and not isinstance(module, nn.ReLU6):  # ReLU6 rectifies

@@ -138,6 +138,7 @@ class PooledOutput:
         self.mean: torch.Tensor | None = None
         self.m2: torch.Tensor | None = None  # sum of squared deviations from the mean
         self.nonfinite: torch.Tensor | None = None
+        self.biggest: torch.Tensor | None = None  # max |y| over the calls (NaN if any is NaN)
         self.saturated: torch.Tensor | None = None
         self.alive: torch.Tensor | None = None  # units nonzero in some call
         self.units = 0  # units over all calls
@@ -152,6 +153,9 @@ class PooledOutput:
         n = yf.numel()
         if n == 0:
             return
+        low, high = torch.aminmax(yf)
+        biggest = torch.maximum(low.neg(), high)
+        self.biggest = biggest if self.biggest is None else torch.maximum(self.biggest, biggest)
         std, mean = torch.std_mean(yf, correction=0)
         m2 = std.square() * n
         if self.mean is None:
@@ -182,7 +186,7 @@ class PooledOutput:
             self.same_units = False
 
     def result(self) -> dict[str, torch.Tensor]:
-        """``act_mean``, ``act_std``, ``act_saturated``, ``act_dead``, ``act_nonfinite`` (0-d, float32)."""
+        """``act_mean``, ``act_std``, ``act_saturated``, ``act_dead``, ``act_nonfinite``, ``act_max`` (0-d, float32)."""
         nan = torch.tensor(float("nan"), device=self.nonfinite.device)
         stats = {"act_mean": nan, "act_std": nan, "act_saturated": nan, "act_dead": nan}
         if self.count:
@@ -196,6 +200,7 @@ class PooledOutput:
             else:
                 stats["act_dead"] = 1.0 - self.alive_total.float() / self.units
         stats["act_nonfinite"] = self.nonfinite.float()
+        stats["act_max"] = nan if self.biggest is None else self.biggest
         return stats
 
 

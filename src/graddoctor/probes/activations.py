@@ -20,6 +20,8 @@ For each module (its output's first floating tensor), the ``"modules"`` statisti
   of its input when that input is a monitored module's output of this forward; any
   other output: dim 1 with 4+ dims, else the last dim.
 * ``act_nonfinite``: count of NaN/Inf outputs.
+* ``act_max``: the largest magnitude of the output (NaN if any output is NaN): the
+  headroom left before a half-precision overflow (fp16 holds at most 65504).
 * ``out_grad_norm``: L2 norm of dLoss/dOutput.
 
 A module called more than once in a step (a shared activation, a layer applied in a

@@ -85,6 +85,7 @@ STATISTICS: tuple[Statistic, ...] = (
     Statistic("act_saturated", MODULES, LOCAL),
     Statistic("act_dead", MODULES, LOCAL),
     Statistic("act_nonfinite", MODULES, LOCAL),
+    Statistic("act_max", MODULES, LOCAL),
     Statistic("out_grad_norm", MODULES, LOCAL, of_gradient=True),
     Statistic("time_grad_norm", TIME, LOCAL, of_gradient=True),
 )
