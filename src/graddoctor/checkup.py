@@ -139,7 +139,7 @@ def _localise(problem: Problem, model: nn.Module, before: dict, batch: Any, step
 
 
 def _zero_lr_loss(problem: Problem, initial: nn.Module, batch: Any, step: int, monitor: Monitor) -> None:
-    """The untrained copy's loss on the step's batch (seed 003's zero-learning-rate control).
+    """The untrained copy's loss on the step's batch (the lecture's "train with 0 learning rate" control).
 
     Computed beside training, so no batch is kept for it; under its own random state, so
     the training's random stream (dropout) is the one it would be without the control.
