@@ -1,6 +1,21 @@
 """graddoctor: find, explain and fix vanishing and exploding gradients in PyTorch.
 
-The public API. Data flows one way: probes -> store -> diagnosis -> remedies -> report.
+The public API. Data flows one way: probes -> monitor -> store -> views -> diagnosis ->
+remedies/experiments -> report. Imports follow layers, and a module never imports one of a
+higher layer (``tests/test_layers.py`` checks it), low to high:
+
+0. ``_version``, ``_paths``, ``_modules`` (the module taxonomy), ``_foreach`` (grouping
+   and fused norms), ``_render_text``, ``_numbers``;
+1. ``probes`` (what is measured; the NaN replay), ``problem``;
+2. ``store`` (the run file);
+3. ``monitor`` (hooks, schedules, AMP, distributed reduction; writes the store);
+4. ``views`` (one read-side view of a run);
+5. ``theory``, ``remedies`` (act on models and problems, never read runs);
+6. ``diagnosis`` (reads runs, names findings, picks remedies from the registry) and its
+   rich rendering ``_render_diagnosis``;
+7. ``checkup``, ``experiment`` (with ``_render_comparison``, ``_comparison_file``);
+8. ``scenarios``; 9. ``report``; 10. ``integrations``, ``demo``; 11. ``cli``.
+
 Importing graddoctor never imports matplotlib, rich or typer.
 """
 
