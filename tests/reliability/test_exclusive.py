@@ -13,7 +13,7 @@ from graddoctor import Monitor, RunWriter, open_run
 
 from .helpers import small_run
 
-TRIALS = 30
+TRIALS = 60
 
 
 def _race(path, barrier, results, index):
@@ -146,3 +146,30 @@ def test_bad_paths_are_named(tmp_path):
     blocker.write_text("")
     with pytest.raises(OSError, match=f"cannot create the folder {blocker}"):
         RunWriter(blocker / "run.gdr")
+
+
+def test_a_liveness_probe_at_the_creating_moment_does_not_refuse_the_creator(tmp_path):
+    """The race CI once lost: the loser's `is_live` probe held a shared lock just when the
+    winner asked for its exclusive one, and both were refused."""
+    import fcntl
+    import os
+    import threading
+
+    from graddoctor.store._lock import _lock_new_file
+
+    path = tmp_path / "probe.gdr"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    probe = os.open(path, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH)
+    threading.Timer(0.05, lambda: os.close(probe)).start()  # a probe lets go in 50 ms
+    assert _lock_new_file(fd)
+    os.close(fd)
+
+    rival = os.open(path, os.O_RDONLY)
+    fcntl.flock(rival, fcntl.LOCK_SH)  # a holder that never lets go: refused, after the wait
+    fd = os.open(path, os.O_RDWR)
+    started = time.monotonic()
+    assert not _lock_new_file(fd, wait_s=0.1)
+    assert time.monotonic() - started >= 0.1
+    os.close(fd)
+    os.close(rival)

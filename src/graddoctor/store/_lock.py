@@ -11,6 +11,7 @@ creation applies.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 try:
@@ -28,6 +29,21 @@ def _try_lock(fd: int, exclusive: bool = True) -> bool:
         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    return True
+
+
+def _lock_new_file(fd: int, wait_s: float = 2.0) -> bool:
+    """Take the writer lock on a file this process just created.
+
+    Readers probe liveness with a shared lock held for microseconds (:func:`is_live`); one
+    may hold it at the moment the creator asks, so the creator retries for ``wait_s``
+    instead of mistaking a probe for a rival writer.
+    """
+    deadline = time.monotonic() + wait_s
+    while not _try_lock(fd):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
     return True
 
 
@@ -92,7 +108,7 @@ def claim(path: Path, overwrite: bool) -> int:
     except OSError as err:
         raise _os_error(err, f"cannot create run file {path}: {err.strerror}") from None
     try:
-        if not _try_lock(fd) or os.fstat(fd).st_ino != os.stat(path).st_ino:
+        if not _lock_new_file(fd) or os.fstat(fd).st_ino != os.stat(path).st_ino:
             raise FileExistsError(f"run file {path} was taken by another writer at the same moment")
     except BaseException:
         os.close(fd)
