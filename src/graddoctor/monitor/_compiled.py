@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._guard import warn_at_user
+from ._failsafe import warn_at_user
 
 ACTIVATIONS_SKIPPED = "activations_skipped"  # the event kind
 

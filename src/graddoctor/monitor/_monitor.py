@@ -15,7 +15,7 @@ before any clipping an optimizer wrapper does; with a closure, after its first c
 ``monitor._optimizers``), or earlier, when the loop calls a clip function
 (``monitor.clip_watch``); weights and updates in the post-hook. A compiled model gets
 no activation statistics, and a warning and event saying why (``monitor._compiled``).
-Nothing the Monitor measures raises into the training loop (``monitor._guard``).
+Nothing the Monitor measures raises into the training loop (``monitor._failsafe``).
 Statistics stay on the device until the writer commits a batch of steps: then every
 pending vector and tensor scalar goes to the host in a single transfer.
 
@@ -40,7 +40,7 @@ from .._paths import timestamped_run_path
 from ..store import Run, check_step, open_run
 from . import clip_watch
 from ._compiled import ACTIVATIONS_SKIPPED, warn_skipped
-from ._guard import MEASUREMENT_FAILED, Guard
+from ._failsafe import MEASUREMENT_FAILED, Failsafe
 from ._manual import ManualSteps
 from ._optimizers import after_first_call, step_closure
 from ._pending import PendingWriter, run_header
@@ -111,13 +111,13 @@ class Monitor(ManualSteps):
         self.scaler = scaler
         self.parameter_names = names
         self._track_updates = track_updates
-        self.guard = Guard(  # a failure is recorded too, once per statistic
+        self.failsafe = Failsafe(  # a failure is recorded too, once per statistic
             lambda names, error: self.writer.add_event(
                 self.step_index, MEASUREMENT_FAILED, {"statistics": names, "error": error}
             )
         )
         self.probes = StepMeasurements.of(
-            watched, every, activations_every, track_updates, self.layout, self.guard
+            watched, every, activations_every, track_updates, self.layout, self.failsafe
         )
         self.device = watched.params[0].device
         self.path = Path(path) if path is not None else default_run_path()
@@ -134,7 +134,7 @@ class Monitor(ManualSteps):
         )
         self.writer = self._pending.writer
         try:  # a Monitor that fails from here leaves no file and no hook behind
-            self._pending.guard = self.guard
+            self._pending.failsafe = self.failsafe
             self._pending.start(names, self.probes.activations.names)
             if optimizer is not None:
                 self._handles.append(optimizer.register_step_pre_hook(self._on_pre_step))
@@ -185,10 +185,10 @@ class Monitor(ManualSteps):
     def _finish_step(self, skipped: bool = False) -> None:
         step = self.step_index
         if self.layout.measuring:
-            self.guard.run(STEP, self._record_step, step, skipped)
+            self.failsafe.run(STEP, self._record_step, step, skipped)
         self._clips = []
         self.step_index += 1
-        self.guard.run(STEP, self._arm)
+        self.failsafe.run(STEP, self._arm)
 
     def _arm(self) -> None:
         skipped = self.probes.arm(self.step_index, self.recording)
@@ -209,7 +209,7 @@ class Monitor(ManualSteps):
             self._pending.scalar(step, name, value)
         if self.optimizer is not None:
             for i, group in enumerate(self.optimizer.param_groups):
-                self.guard.run(("lr",), self._pending.scalar, step, f"lr/{i}", group.get("lr"))
+                self.failsafe.run(("lr",), self._pending.scalar, step, f"lr/{i}", group.get("lr"))
         now = time.perf_counter()
         self._pending.scalar(step, "time/step", now - self._step_clock)
         self._step_clock = now
@@ -217,7 +217,7 @@ class Monitor(ManualSteps):
     def _on_scaler_step(self, optimizer: torch.optim.Optimizer, stepped: bool, scale: Any) -> None:
         """After ``scaler.step(optimizer)``: record the scale, and a step the scaler skipped."""
         if not self.closed:
-            self.guard.run(STEP, scaler_stepped, self, optimizer, stepped, scale)
+            self.failsafe.run(STEP, scaler_stepped, self, optimizer, stepped, scale)
 
     # -- scalars ---------------------------------------------------------------------
     def log(self, step: int | None = None, **scalars: float | torch.Tensor) -> None:

@@ -112,7 +112,7 @@ class PendingWriter:
         self._items: list[_Item] = []
         self._scalars: dict[tuple[int, str], torch.Tensor] = {}  # tensor scalars, by (step, name)
         self._order_saved = False
-        self.guard: Any = None  # reports a flush that fails (``monitor._guard``); None: raise
+        self.failsafe: Any = None  # reports a flush that fails (``monitor._failsafe``); None: raise
         if recording:
             self.writer.set_collector(self._collect)
 
@@ -206,10 +206,10 @@ class PendingWriter:
         try:
             self._write(items)
         except Exception as err:  # the device, or a bug: this batch is lost, the next one is not
-            if self.guard is None:
+            if self.failsafe is None:
                 raise
             lost = "the statistics waiting for a commit"
-            self.guard.failed([lost], err, action="write", consequence="they are lost")
+            self.failsafe.failed([lost], err, action="write", consequence="they are lost")
 
     def _write(self, items: list[_Item]) -> None:
         writer = self.writer

@@ -7,7 +7,7 @@ is reduced to global values with one collective per recorded step.
 
 The gradients of a step are measured once, at the first of: a clip call of the loop
 (``monitor.clip_watch``), the optimizer's step pre-hook (or its closure's first call), a
-manual ``before_step()``/``step()``. A measurement that raises reads NaN (``_guard``).
+manual ``before_step()``/``step()``. A measurement that raises reads NaN (``_failsafe``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from ..probes.activations import ActivationProbe
 from ..probes.parameters import ParameterProbe
 from ..probes.statistics import ACTIVATION_STATS, GRAD_STATS, PARAMETERS, WEIGHT_STATS, StatBlock
-from ._guard import Guard
+from ._failsafe import Failsafe
 from ._watched import Watched
 from .amp import unscale_
 from .distributed import Layout, reduce_parameter_stats
@@ -32,7 +32,7 @@ class StepMeasurements:
         activations: the module probe (forward/backward hooks armed on scheduled steps).
         param_schedule, activation_schedule: which steps each probe measures.
         layout: who measures and how shards combine (``monitor.distributed``).
-        guard: reports measurements that raise (default: a guard that only warns).
+        failsafe: reports measurements that raise (default: a guard that only warns).
     """
 
     def __init__(
@@ -42,7 +42,7 @@ class StepMeasurements:
         param_schedule: Schedule,
         activation_schedule: Schedule,
         layout: Layout,
-        guard: Guard | None = None,
+        failsafe: Failsafe | None = None,
     ) -> None:
         self.params = params
         self.activations = activations
@@ -55,7 +55,7 @@ class StepMeasurements:
         self._time_grads: dict[str, torch.Tensor] = {}
         self.activations_skipped: str | None = None  # why no module hook is installed (compiled)
         self._skip_reported = False
-        self.guard = guard or Guard()
+        self.failsafe = failsafe or Failsafe()
         self.measured_step: int | None = None  # the step whose gradients were measured
         self._snapshot_step: int | None = None  # the step whose weights were copied
 
@@ -67,7 +67,7 @@ class StepMeasurements:
         activations_every: int | Schedule | None,
         track_updates: bool,
         layout: Layout,
-        guard: Guard | None = None,
+        failsafe: Failsafe | None = None,
     ) -> StepMeasurements:
         """The probes of a Monitor's targets (no module hook on a compiled model).
 
@@ -76,7 +76,7 @@ class StepMeasurements:
             every, activations_every: the schedules of parameter and module statistics.
             track_updates: measure the optimizer's update (only with an optimizer).
             layout: who measures and how shards combine.
-            guard: reports measurements that raise.
+            failsafe: reports measurements that raise.
         """
         updates = track_updates and watched.optimizer is not None
         measurements = cls(
@@ -85,7 +85,7 @@ class StepMeasurements:
             as_schedule(every),
             as_schedule(activations_every),
             layout,
-            guard,
+            failsafe,
         )
         measurements.activations_skipped = watched.activations_skipped
         return measurements
@@ -108,28 +108,28 @@ class StepMeasurements:
         """
         if not self.layout.measuring:
             return
-        scheduled = bool(self.guard.run(("the every= schedule",), self.param_schedule, step))
+        scheduled = bool(self.failsafe.run(("the every= schedule",), self.param_schedule, step))
         copy = snapshot and scheduled and self.params.track_updates
         if copy and self._snapshot_step != step:
             self._snapshot_step = step
-            self.guard.run(("update_norm", "update_ratio"), self.params.snapshot)
+            self.failsafe.run(("update_norm", "update_ratio"), self.params.snapshot)
         if self.measured_step == step:
             return
         self.measured_step = step
         if scheduled:
-            self._grads = self.guard.run(GRAD_STATS, self._measure_grads, grad_scale)
+            self._grads = self.failsafe.run(GRAD_STATS, self._measure_grads, grad_scale)
             if self._grads is None:  # NaN rows keep a sharded step's collective in step
                 n = len(self.params.params)
                 self._grads = StatBlock.filled(GRAD_STATS, n, float("nan"), self.device)
         if self.activations.installed:
             self.activations.remove()
-            self._module_stats = self.guard.run(
+            self._module_stats = self.failsafe.run(
                 ACTIVATION_STATS, self.activations.collect, self.device
             )
-            self._time_grads = self.guard.run(("time_grad_norm",), self.activations.time_gradients)
+            self._time_grads = self.failsafe.run(("time_grad_norm",), self.activations.time_gradients)
             self._time_grads = self._time_grads or {}
             for statistic, err in self.activations.take_failures().items():
-                self.guard.failed(statistic.split(", "), err)
+                self.failsafe.failed(statistic.split(", "), err)
 
     def _measure_grads(self, grad_scale: torch.Tensor | None) -> StatBlock:
         grads = self.params.measure_grads()
@@ -148,13 +148,13 @@ class StepMeasurements:
         """
         if self._grads is None:
             return None
-        weights = self.guard.run(WEIGHT_STATS, self.params.measure_weights, skipped)
+        weights = self.failsafe.run(WEIGHT_STATS, self.params.measure_weights, skipped)
         if weights is None:
             n = len(self.params.params)
             weights = StatBlock.filled(WEIGHT_STATS, n, float("nan"), self.device)
         block = self._grads.cat(weights)
         self._grads = None
-        return self.guard.run(
+        return self.failsafe.run(
             (PARAMETERS,), reduce_parameter_stats, block, self.params.grad_present, self.layout
         )
 
@@ -174,7 +174,7 @@ class StepMeasurements:
         if not (recording and self.activation_schedule(step) and self.activations.modules):
             return None
         if self.activations_skipped is None:
-            self.guard.run(ACTIVATION_STATS, self.activations.install)
+            self.failsafe.run(ACTIVATION_STATS, self.activations.install)
             return None
         if self._skip_reported:
             return None

@@ -1,7 +1,7 @@
 """The Monitor never raises into the training loop: a failed measurement is skipped, said once.
 
 Everything the Monitor runs inside ``optimizer.step()``, a module hook or a clip call goes
-through a :class:`Guard`. When a measurement raises (a tensor a probe cannot handle, a
+through a :class:`Failsafe`. When a measurement raises (a tensor a probe cannot handle, a
 bug), the statistics it would have given read NaN for that step (or are not recorded),
 the first failure of each statistic is warned about once, at the user's line, and
 recorded as a ``measurement_failed`` event; training continues.
@@ -29,7 +29,7 @@ def warn_at_user(message: str, category: type[Warning] = UserWarning) -> None:
         print(message, file=sys.stderr)
 
 
-class Guard:
+class Failsafe:
     """Runs measurements; a failure is warned about once per statistic and never raised.
 
     Args:
@@ -86,4 +86,4 @@ class Guard:
                 pass
 
 
-__all__ = ["MEASUREMENT_FAILED", "Guard", "warn_at_user"]
+__all__ = ["MEASUREMENT_FAILED", "Failsafe", "warn_at_user"]
