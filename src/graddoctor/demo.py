@@ -5,22 +5,62 @@ PyTorch Step-by-Step" (unscaled targets, SGD at lr 0.01), recorded until NaN; ``
 diagnoses every built-in scenario, checks its variants against what the literature
 reports, compares its remedies and writes one HTML page per scenario plus an index.
 Nothing here prints: ``graddoctor.cli._demo`` presents these runs.
+
+The demo's models are small: one torch thread runs them about as fast as two, and more
+threads than idle cores make every thread wait for the others (OpenMP threads spin at
+each kernel's barrier), so a busy machine slowed the demo more than tenfold. Both runs
+therefore use as many threads as there are idle cores (:func:`idle_cores`), at least
+one and at most torch's setting, and restore torch's setting afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .monitor import Monitor
 from .problem import train_step
 from .scenarios.regression import exploding_regression
 from .store import open_run
+
+
+def idle_cores() -> int:
+    """Cores this process may run on less the one-minute load average (rounded), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on Unix
+        busy = 0.0
+    return max(1, cores - math.floor(busy + 0.5))
+
+
+@contextlib.contextmanager
+def threads_for_idle_cores(threads: int | None = None) -> Iterator[int]:
+    """Run torch with ``threads`` threads (default: :func:`idle_cores`, at most torch's
+    setting); torch's setting is restored on exit.
+
+    Yields:
+        the number of threads in use.
+    """
+    before = torch.get_num_threads()
+    chosen = max(1, threads if threads is not None else min(before, idle_cores()))
+    torch.set_num_threads(chosen)
+    try:
+        yield chosen
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -34,14 +74,22 @@ class DemoResult:
     first_bad_gradient_step: int | None
 
 
-def run_exploding_regression(path: str | os.PathLike, *, epochs: int = 2, progress: Any = None) -> DemoResult:
+def run_exploding_regression(
+    path: str | os.PathLike, *, epochs: int = 2, progress: Any = None, threads: int | None = None
+) -> DemoResult:
     """Train the exploding regression (unscaled targets) for ``epochs`` epochs under a Monitor.
 
     Args:
         path: the run file to write (replaced if it exists).
         epochs: epochs of 32 batches each.
         progress: an optional ``rich.progress.Progress`` to advance.
+        threads: torch threads (default: :func:`threads_for_idle_cores`).
     """
+    with threads_for_idle_cores(threads):
+        return _run_exploding_regression(path, epochs, progress)
+
+
+def _run_exploding_regression(path: str | os.PathLike, epochs: int, progress: Any) -> DemoResult:
     problem = exploding_regression()
     model = problem.model
     optimizer = problem.make_optimizer(model)
@@ -83,6 +131,7 @@ class ScenarioOutcome:
     expected: dict[str, list[str]]
     found: dict[str, list[str]]
     best_trial: str | None
+    seconds: float = math.nan
 
     @property
     def as_expected(self) -> bool:
@@ -92,47 +141,60 @@ class ScenarioOutcome:
 
 
 def run_scenarios(out_dir: str | os.PathLike = "graddoctor-report", names: list[str] | None = None, *,
-                  max_remedies: int = 5, progress: Any = None, seed: int = 0) -> list[ScenarioOutcome]:
+                  max_remedies: int = 5, progress: Any = None, seed: int = 0,
+                  threads: int | None = None) -> list[ScenarioOutcome]:
     """Diagnose, treat and report every built-in scenario (or ``names``).
 
     Args:
         out_dir: where ``index.html``, one page per scenario and the run files go.
         names: scenario names (default: all of ``graddoctor.scenarios.available()``).
         max_remedies: remedies compared per scenario (the scenario's own list, in order).
-        progress: called as ``progress(message)`` before each stage.
+        progress: called as ``progress(message)`` before each stage; the message starts
+            with ``[i/n]``, the scenario's place.
+        seed: the scenarios' seed.
+        threads: torch threads (default: :func:`threads_for_idle_cores`).
     """
+    with threads_for_idle_cores(threads):
+        return _run_scenarios(Path(out_dir), names, max_remedies, progress, seed)
+
+
+def _run_scenarios(out: Path, names: list[str] | None, max_remedies: int, progress: Any,
+                   seed: int) -> list[ScenarioOutcome]:
     from .checkup import checkup
     from .experiment import compare
     from .remedies import get_remedy
     from .report.html import index_page, run_report
     from .scenarios import available, get_scenario
 
-    out = Path(out_dir)
     outcomes = []
-    for name in names or available():
+    names = names or available()
+    for index, name in enumerate(names, 1):
+        start = time.perf_counter()
         scenario = get_scenario(name, seed=seed)
         folder = out / "runs" / name
-        say = progress or (lambda message: None)
-        say(f"{name}: checkup of the baseline")
+        say = _stage_reporter(progress, f"[{index}/{len(names)}] {name}")
+        say("checkup of the baseline")
         steps = scenario.steps
         baseline = checkup(scenario.baseline, steps=steps, run_path=folder / "baseline.gdr")
         found = {"baseline": baseline.kinds()}
         for label, problem in scenario.variants.items():
-            say(f"{name}: checkup of {label}")
+            say(f"checkup of {label}")
             found[label] = checkup(problem, steps=steps, run_path=folder / f"variant-{_slug(label)}.gdr").kinds()
         # remedies treat the sick configuration (for selu that is a variant: its baseline is healthy)
         sick = scenario.variants.get(scenario.notes.get("compare_on", ""), scenario.baseline)
         remedies = [r for r in scenario.remedies if get_remedy(r).applicable(sick)[0]][:max_remedies]
-        say(f"{name}: comparing {', '.join(remedies)}")
+        say(f"comparing {', '.join(remedies)}")
         comparison = compare(sick, remedies, steps=scenario.steps, out_dir=folder / "compare")
         page = out / f"{name}.html"
         intro = f"{scenario.title}. {scenario.claim} Source: {scenario.source}. " + _expectation_text(
             scenario.expected_findings, found)
         extra = _linear_theory_runs(folder, scenario.notes) if name == "deep-linear" else []
+        say("writing the report page")
         run_report(baseline.run_path, page, title=f"{name}: {scenario.title}", diagnosis=baseline,
                    comparison=comparison, intro=intro, extra_figures=extra)
         outcomes.append(ScenarioOutcome(name, page.name, baseline.healthy, baseline.kinds(),
-                                        dict(scenario.expected_findings), found, comparison.best.name))
+                                        dict(scenario.expected_findings), found, comparison.best.name,
+                                        time.perf_counter() - start))
     entries = [{"href": o.page, "title": o.name, "healthy": o.as_expected,
                 "claim": get_scenario(o.name, seed=seed).claim,
                 "summary": ("as the literature reports" if o.as_expected else "differs from the literature")
@@ -144,8 +206,6 @@ def run_scenarios(out_dir: str | os.PathLike = "graddoctor-report", names: list[
 def _linear_theory_runs(folder: Path, notes: dict) -> list[tuple[str, dict]]:
     """The deep linear scalar chain fed one input x with loss a_n, recorded once per w, for the
     measured-vs-closed-form figure (the figure reads w, b, x from each run's config)."""
-    import torch
-
     from .theory import build_linear_chain
 
     n, b, x = int(notes.get("n", 30)), float(notes.get("b", 0.01)), 1.0
@@ -158,6 +218,11 @@ def _linear_theory_runs(folder: Path, notes: dict) -> list[tuple[str, dict]]:
             mon.step()
         figures.append(("linear_theory", {"run": str(path)}))
     return figures
+
+
+def _stage_reporter(progress: Any, where: str) -> Any:
+    """``say(message)``: calls ``progress(f"{where}: {message}")`` (nothing without a progress)."""
+    return (lambda message: progress(f"{where}: {message}")) if progress else (lambda message: None)
 
 
 def _slug(label: str) -> str:

@@ -5,12 +5,13 @@ The runs themselves are :mod:`graddoctor.demo`'s; this module only presents them
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from ..demo import run_exploding_regression, run_scenarios
+from ..demo import run_exploding_regression, run_scenarios, threads_for_idle_cores
 from ..diagnosis import diagnose as run_diagnose
 from ..views import layer_rows
 from ._console import layer_table
@@ -64,10 +65,16 @@ def scenarios_overview(console: Console, out: Path, name: str | None) -> None:
         name: one scenario, or None for all.
     """
     console.rule("[bold]scenarios: diagnosis, literature check, remedies compared")
-    with console.status("working") as status:
-        outcomes = run_scenarios(out, [name] if name else None, progress=lambda m: status.update(m))
+    start = time.perf_counter()
+    with threads_for_idle_cores() as threads, console.status("working") as status:
+        console.print(f"torch threads: {threads} (idle cores)")
+
+        def show(message: str) -> None:
+            status.update(f"{message}  [dim]{time.perf_counter() - start:.0f} s[/]")
+
+        outcomes = run_scenarios(out, [name] if name else None, progress=show, threads=threads)
     table = Table(header_style="bold")
-    for header in ("scenario", "baseline diagnosis", "variants", "as reported", "best remedy"):
+    for header in ("scenario", "baseline diagnosis", "variants", "as reported", "best remedy", "s"):
         table.add_column(header)
     for o in outcomes:
         variants = "; ".join(
@@ -81,9 +88,10 @@ def scenarios_overview(console: Console, out: Path, name: str | None) -> None:
             variants or "-",
             "[green]yes[/]" if o.as_expected else "[yellow]differs[/]",
             o.best_trial or "-",
+            f"{o.seconds:.0f}",
         )
     console.print(table)
-    console.print(f"report: {out / 'index.html'}")
+    console.print(f"report: {out / 'index.html'}  ({time.perf_counter() - start:.0f} s)")
 
 
 def _rows_at(out: Path, step: int):

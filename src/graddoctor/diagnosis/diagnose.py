@@ -55,18 +55,24 @@ def model_context(view: RunView) -> dict:
     return {"facts": run_facts(view), "zero_lr": _zero_lr_evidence(view.run), "spectra": spectra}
 
 
+def zero_lr_window(steps: int) -> int:
+    """How many of the last of ``steps`` trained steps the zero-learning-rate control is
+    compared on: the last quarter, at least one."""
+    return max(1, steps // 4)
+
+
 def _zero_lr_evidence(run: Run) -> dict:
     """The zero-learning-rate control: the loss trained vs the loss at learning rate 0 on the same batches."""
-    _, trained = run.scalars("loss")
-    _, control = run.scalars("control/loss")
-    n = min(len(trained), len(control))
-    if n < 2 or not np.all(np.isfinite(trained[:n])):
+    trained_steps, trained = run.scalars("loss")
+    control_steps, control = run.scalars("control/loss")
+    n = len(trained)
+    if n < 2 or not control.size or not np.all(np.isfinite(trained)):
         return {}
-    tail = max(1, n // 4)
-    trained_tail, control_tail = (
-        float(np.mean(trained[n - tail : n])),
-        float(np.mean(control[n - tail : n])),
-    )
+    compared = np.isin(control_steps, trained_steps[n - zero_lr_window(n) :])
+    if not compared.any():
+        return {}
+    trained_tail = float(np.mean(trained[np.isin(trained_steps, control_steps[compared])]))
+    control_tail = float(np.mean(control[compared]))
     gain = (control_tail - trained_tail) / abs(control_tail) if control_tail else 0.0
     return {
         "loss_trained": round(trained_tail, 6),
