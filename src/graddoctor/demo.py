@@ -101,8 +101,14 @@ def _run_exploding_regression(path: str | os.PathLike, epochs: int, progress: An
         progress.start()
         task = progress.add_task("train", total=total, loss="")
     try:
-        with Monitor(model, optimizer, path=path, activations_every=1, overwrite=True,
-                     config={"scenario": problem.name, **problem.notes}) as mon:
+        with Monitor(
+            model,
+            optimizer,
+            path=path,
+            activations_every=1,
+            overwrite=True,
+            config={"scenario": problem.name, **problem.notes},
+        ) as mon:
             for _, batch in zip(range(total), problem.batches()):
                 loss = train_step(problem, model, optimizer, batch)
                 mon.log(loss=loss)
@@ -112,7 +118,10 @@ def _run_exploding_regression(path: str | os.PathLike, epochs: int, progress: An
     finally:
         if progress is not None:
             progress.stop()
-    epoch_losses = [sum(losses[i : i + per_epoch]) / len(losses[i : i + per_epoch]) for i in range(0, total, per_epoch)]
+    epoch_losses = [
+        sum(losses[i : i + per_epoch]) / len(losses[i : i + per_epoch])
+        for i in range(0, total, per_epoch)
+    ]
     first = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
     with open_run(path) as run:
         steps, _, grad_norm = run.series("grad_norm")
@@ -136,13 +145,21 @@ class ScenarioOutcome:
     @property
     def as_expected(self) -> bool:
         """Every configuration diagnosed with at least the kinds the literature implies."""
-        return all(set(kinds) <= set(self.found.get(label, [])) and (kinds or not self.found.get(label))
-                   for label, kinds in self.expected.items())
+        return all(
+            set(kinds) <= set(self.found.get(label, [])) and (kinds or not self.found.get(label))
+            for label, kinds in self.expected.items()
+        )
 
 
-def run_scenarios(out_dir: str | os.PathLike = "graddoctor-report", names: list[str] | None = None, *,
-                  max_remedies: int = 5, progress: Any = None, seed: int = 0,
-                  threads: int | None = None) -> list[ScenarioOutcome]:
+def run_scenarios(
+    out_dir: str | os.PathLike = "graddoctor-report",
+    names: list[str] | None = None,
+    *,
+    max_remedies: int = 5,
+    progress: Any = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> list[ScenarioOutcome]:
     """Diagnose, treat and report every built-in scenario (or ``names``).
 
     Args:
@@ -158,8 +175,9 @@ def run_scenarios(out_dir: str | os.PathLike = "graddoctor-report", names: list[
         return _run_scenarios(Path(out_dir), names, max_remedies, progress, seed)
 
 
-def _run_scenarios(out: Path, names: list[str] | None, max_remedies: int, progress: Any,
-                   seed: int) -> list[ScenarioOutcome]:
+def _run_scenarios(
+    out: Path, names: list[str] | None, max_remedies: int, progress: Any, seed: int
+) -> list[ScenarioOutcome]:
     from .checkup import checkup
     from .experiment import compare
     from .remedies import get_remedy
@@ -179,26 +197,57 @@ def _run_scenarios(out: Path, names: list[str] | None, max_remedies: int, progre
         found = {"baseline": baseline.kinds()}
         for label, problem in scenario.variants.items():
             say(f"checkup of {label}")
-            found[label] = checkup(problem, steps=steps, run_path=folder / f"variant-{_slug(label)}.gdr").kinds()
+            found[label] = checkup(
+                problem, steps=steps, run_path=folder / f"variant-{_slug(label)}.gdr"
+            ).kinds()
         # remedies treat the sick configuration (for selu that is a variant: its baseline is healthy)
         sick = scenario.variants.get(scenario.notes.get("compare_on", ""), scenario.baseline)
-        remedies = [r for r in scenario.remedies if get_remedy(r).applicable(sick)[0]][:max_remedies]
+        remedies = [r for r in scenario.remedies if get_remedy(r).applicable(sick)[0]][
+            :max_remedies
+        ]
         say(f"comparing {', '.join(remedies)}")
         comparison = compare(sick, remedies, steps=scenario.steps, out_dir=folder / "compare")
         page = out / f"{name}.html"
-        intro = f"{scenario.title}. {scenario.claim} Source: {scenario.source}. " + _expectation_text(
-            scenario.expected_findings, found)
+        intro = (
+            f"{scenario.title}. {scenario.claim} Source: {scenario.source}. "
+            + _expectation_text(scenario.expected_findings, found)
+        )
         extra = _linear_theory_runs(folder, scenario.notes) if name == "deep-linear" else []
         say("writing the report page")
-        run_report(baseline.run_path, page, title=f"{name}: {scenario.title}", diagnosis=baseline,
-                   comparison=comparison, intro=intro, extra_figures=extra)
-        outcomes.append(ScenarioOutcome(name, page.name, baseline.healthy, baseline.kinds(),
-                                        dict(scenario.expected_findings), found, comparison.best.name,
-                                        time.perf_counter() - start))
-    entries = [{"href": o.page, "title": o.name, "healthy": o.as_expected,
-                "claim": get_scenario(o.name, seed=seed).claim,
-                "summary": ("as the literature reports" if o.as_expected else "differs from the literature")
-                + (f" · best: {o.best_trial}" if o.best_trial else "")} for o in outcomes]
+        run_report(
+            baseline.run_path,
+            page,
+            title=f"{name}: {scenario.title}",
+            diagnosis=baseline,
+            comparison=comparison,
+            intro=intro,
+            extra_figures=extra,
+        )
+        outcomes.append(
+            ScenarioOutcome(
+                name,
+                page.name,
+                baseline.healthy,
+                baseline.kinds(),
+                dict(scenario.expected_findings),
+                found,
+                comparison.best.name,
+                time.perf_counter() - start,
+            )
+        )
+    entries = [
+        {
+            "href": o.page,
+            "title": o.name,
+            "healthy": o.as_expected,
+            "claim": get_scenario(o.name, seed=seed).claim,
+            "summary": (
+                "as the literature reports" if o.as_expected else "differs from the literature"
+            )
+            + (f" · best: {o.best_trial}" if o.best_trial else ""),
+        }
+        for o in outcomes
+    ]
     index_page(entries, out / "index.html")
     return outcomes
 
@@ -213,7 +262,9 @@ def _linear_theory_runs(folder: Path, notes: dict) -> list[tuple[str, dict]]:
     for w in (0.5, 1.0, 1.5):
         model = build_linear_chain(n, w, b)
         path = folder / f"linear-theory-w{w}.gdr"
-        with Monitor(model, path=path, overwrite=True, activations_every=1, config={"w": w, "b": b, "x": x}) as mon:
+        with Monitor(
+            model, path=path, overwrite=True, activations_every=1, config={"w": w, "b": b, "x": x}
+        ) as mon:
             model(torch.full((1, 1), x, dtype=torch.float64)).sum().backward()
             mon.step()
         figures.append(("linear_theory", {"run": str(path)}))
@@ -233,5 +284,7 @@ def _expectation_text(expected: dict[str, list[str]], found: dict[str, list[str]
     parts = []
     for label, kinds in expected.items():
         got = found.get(label, [])
-        parts.append(f"{label}: expected {', '.join(kinds) or 'healthy'}, found {', '.join(got) or 'healthy'}")
+        parts.append(
+            f"{label}: expected {', '.join(kinds) or 'healthy'}, found {', '.join(got) or 'healthy'}"
+        )
     return "Diagnoses: " + "; ".join(parts) + "."
