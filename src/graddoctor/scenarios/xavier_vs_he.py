@@ -103,7 +103,7 @@ def build(seed: int = 0) -> Scenario:
         baseline=deep_relu_problem(seed, "xavier"),
         variants={"he-init": deep_relu_problem(seed, "he")},
         remedies=["init_he", "init_lsuv", "batchnorm"],
-        steps=100,
+        steps=200,
         expected_findings={
             "baseline": ["vanishing_gradients", "vanishing_activations"],
             "he-init": [],
