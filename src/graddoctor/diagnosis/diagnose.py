@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..remedies.frameworks import framework_note
 from ..store import Run, open_run
 from ..views import RunView, load_view
 from . import thresholds as T
@@ -85,8 +86,10 @@ def findings_of(view: RunView, context: dict) -> list[Finding]:
     facts = context["facts"]
     if any(f.kind == "exploding_gradients" for f in findings):
         facts = facts | {EXPLODING}
+    framework = (view.run.meta.get("config") or {}).get("framework")
     for finding in findings:
         finding.remedies = choose_remedies(finding, facts)
+        finding.message += framework_note(finding.remedies, framework)  # e.g. Keras' settings
     return findings
 
 
