@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..demo import run_exploding_regression, run_scenarios
 from ..diagnosis import diagnose as run_diagnose
+from ..integrations._keras_lecture import demo_line as keras_demo_line
 from ..views import layer_rows
 from ._console import layer_table
 from ._progress import training_progress
@@ -83,6 +84,8 @@ def scenarios_overview(console: Console, out: Path, name: str | None) -> None:
             o.best_trial or "-",
         )
     console.print(table)
+    if name is None:  # the lecture's Keras MLP, when Keras is installed (else a one-line note)
+        console.print(keras_demo_line(out))
     console.print(f"report: {out / 'index.html'}")
 
 
