@@ -52,7 +52,10 @@ def naive_replay(model, x, y, batch_size):
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     rows = []
     for start in range(0, len(x), batch_size):
-        xb, yb = torch.from_numpy(x[start : start + batch_size]), torch.from_numpy(y[start : start + batch_size])
+        xb, yb = (
+            torch.from_numpy(x[start : start + batch_size]),
+            torch.from_numpy(y[start : start + batch_size]),
+        )
         named = [(v.path, v.value) for v in model.trainable_weights]
         model.zero_grad()
         loss = loss_fn(yb, model(xb, training=True))
@@ -72,8 +75,12 @@ def test_lecture_code_trains_under_the_callback_with_naive_statistics(tmp_path):
     replica = keras.models.clone_model(model)
     replica.set_weights(model.get_weights())
     x, y = images(96)
-    model.compile(optimizer=keras.optimizers.SGD(clipnorm=1.0), loss="sparse_categorical_crossentropy")
-    doctor = GradDoctorKerasCallback(tmp_path / "lecture.gdr", activations_every=1, run_diagnosis=False)
+    model.compile(
+        optimizer=keras.optimizers.SGD(clipnorm=1.0), loss="sparse_categorical_crossentropy"
+    )
+    doctor = GradDoctorKerasCallback(
+        tmp_path / "lecture.gdr", activations_every=1, run_diagnosis=False
+    )
     model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0, callbacks=[doctor])
 
     expected = naive_replay(replica, x, y, 32)
@@ -88,8 +95,9 @@ def test_lecture_code_trains_under_the_callback_with_naive_statistics(tmp_path):
             for j, name in enumerate(names):
                 keras_path = prefix + name.replace(".", "/")
                 for step in range(3):
-                    assert values[step, j] == pytest.approx(expected[step][keras_path][stat], rel=2e-4, abs=1e-7), (
-                        stat, name, step)
+                    assert values[step, j] == pytest.approx(
+                        expected[step][keras_path][stat], rel=2e-4, abs=1e-7
+                    ), (stat, name, step)
         _, losses = run.scalars("loss")
         assert losses.shape == (3,) and np.all(np.isfinite(losses))
         _, modules, out_grad = run.series("out_grad_norm")
@@ -100,10 +108,14 @@ def test_clipping_is_after_the_measurement(tmp_path):
     """The recorded gradient is the unclipped one, the update the clipped one: ||update|| = lr * 1e-3 at most."""
     keras.utils.set_random_seed(1)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, global_clipnorm=1e-3), loss="mse")
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.1, global_clipnorm=1e-3), loss="mse"
+    )
     doctor = GradDoctorKerasCallback(tmp_path / "clip.gdr", run_diagnosis=False)
     x = np.full((8, 4), 10.0, dtype="float32")
-    model.fit(x, np.zeros((8, 3), dtype="float32"), batch_size=8, epochs=2, verbose=0, callbacks=[doctor])
+    model.fit(
+        x, np.zeros((8, 3), dtype="float32"), batch_size=8, epochs=2, verbose=0, callbacks=[doctor]
+    )
     with open_run(doctor.run_path) as run:
         _, _, grads = run.series("grad_norm")
         _, _, updates = run.series("update_norm")
@@ -117,19 +129,29 @@ def test_sigmoid_mlp_is_vanishing_and_the_message_names_keras_settings(tmp_path)
     model = keras.Sequential([keras.Input((20,)), *layers, keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
     rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((128, 20)).astype("float32"), rng.standard_normal((128, 1)).astype("float32")
+    x, y = (
+        rng.standard_normal((128, 20)).astype("float32"),
+        rng.standard_normal((128, 1)).astype("float32"),
+    )
     doctor = GradDoctorKerasCallback(tmp_path / "sigmoid.gdr", activations_every=1)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[doctor])
     assert doctor.diagnosis.kinds() == ["vanishing_gradients"]
     finding = doctor.diagnosis.findings[0]
     assert " In Keras: " in finding.message and "BatchNormalization()" in finding.message
-    assert diagnose(doctor.run_path).kinds() == ["vanishing_gradients"]  # the file alone says as much
+    assert diagnose(doctor.run_path).kinds() == [
+        "vanishing_gradients"
+    ]  # the file alone says as much
 
 
 def test_the_model_is_left_as_it_was_and_a_second_fit_writes_a_second_run(tmp_path):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh", name="hidden"),
-                              keras.layers.Dense(1, name="out")])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, activation="tanh", name="hidden"),
+            keras.layers.Dense(1, name="out"),
+        ]
+    )
     model.compile(optimizer="adam", loss="mse")
     doctor = GradDoctorKerasCallback(tmp_path / "two.gdr", run_diagnosis=False)
     x, y = np.ones((8, 4), "float32"), np.ones((8, 1), "float32")
@@ -146,7 +168,9 @@ def test_the_model_is_left_as_it_was_and_a_second_fit_writes_a_second_run(tmp_pa
 
 
 def test_another_backend_is_refused_naming_the_variable():
-    fake = SimpleNamespace(__version__=keras.__version__, backend=SimpleNamespace(backend=lambda: "jax"))
+    fake = SimpleNamespace(
+        __version__=keras.__version__, backend=SimpleNamespace(backend=lambda: "jax")
+    )
     with pytest.raises(RuntimeError, match="KERAS_BACKEND=torch.*keras is first imported"):
         check_torch_backend(fake, "graddoctor.integrations.keras")
     check_torch_backend(keras, "graddoctor.integrations.keras")  # this process: torch
@@ -157,5 +181,7 @@ def test_a_backend_keras_cannot_load_is_reported_with_the_variable():
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode != 0
-    assert "ImportError: graddoctor.integrations.keras: keras could not load its backend" in out.stderr
+    assert (
+        "ImportError: graddoctor.integrations.keras: keras could not load its backend" in out.stderr
+    )
     assert "KERAS_BACKEND=torch" in out.stderr

@@ -22,8 +22,10 @@ def import_keras(feature: str) -> ModuleType:
     try:
         keras = importlib.import_module("keras")
     except ImportError as err:  # e.g. the default backend, tensorflow, is not installed
-        raise ImportError(f"{feature}: keras could not load its backend ({err}); graddoctor needs "
-                          f"Keras' torch backend: {FIX}") from err
+        raise ImportError(
+            f"{feature}: keras could not load its backend ({err}); graddoctor needs "
+            f"Keras' torch backend: {FIX}"
+        ) from err
     check_torch_backend(keras, feature)
     return keras
 
@@ -35,7 +37,9 @@ def check_torch_backend(keras: ModuleType, feature: str) -> None:
         raise RuntimeError(f"{feature} needs Keras 3 (found {version}): pip install 'keras>=3'")
     backend = keras.backend.backend()
     if backend != "torch":
-        raise RuntimeError(f"{feature} needs Keras' torch backend, but keras runs on {backend!r}: {FIX}")
+        raise RuntimeError(
+            f"{feature} needs Keras' torch backend, but keras runs on {backend!r}: {FIX}"
+        )
 
 
 __all__ = ["FIX", "check_torch_backend", "import_keras"]

@@ -37,7 +37,9 @@ class KerasLectureOutcome:
         return lecture.claim_holds(self.spreads, self.found)
 
 
-def run_keras_lecture(out_dir: str | os.PathLike, seed: int = 0, *, report: bool = False) -> KerasLectureOutcome:
+def run_keras_lecture(
+    out_dir: str | os.PathLike, seed: int = 0, *, report: bool = False
+) -> KerasLectureOutcome:
     """Train both configurations with ``model.fit`` under ``GradDoctorKerasCallback``.
 
     Args:
@@ -57,10 +59,18 @@ def run_keras_lecture(out_dir: str | os.PathLike, seed: int = 0, *, report: bool
     paths, found, spreads, diagnoses = {}, {}, {}, {}
     for label in lecture.LABELS:
         model = lecture.build_model(label, seed)
-        doctor = GradDoctorKerasCallback(folder / f"{label}.gdr", overwrite=True, activations_every=2,
-                                         run_diagnosis=False)
-        model.fit(x, y, batch_size=lecture.BATCH_SIZE, epochs=lecture.EPOCHS, shuffle=False, verbose=0,
-                  callbacks=[doctor])
+        doctor = GradDoctorKerasCallback(
+            folder / f"{label}.gdr", overwrite=True, activations_every=2, run_diagnosis=False
+        )
+        model.fit(
+            x,
+            y,
+            batch_size=lecture.BATCH_SIZE,
+            epochs=lecture.EPOCHS,
+            shuffle=False,
+            verbose=0,
+            callbacks=[doctor],
+        )
         from ..diagnosis import diagnose
 
         diagnoses[label] = diagnose(doctor.run_path)
@@ -73,9 +83,15 @@ def run_keras_lecture(out_dir: str | os.PathLike, seed: int = 0, *, report: bool
         outcome.page = Path(out_dir) / f"{lecture.NAME}.html"
         intro = f"{lecture.TITLE}. {lecture.CLAIM} Source: {lecture.SOURCE}. " + "; ".join(
             f"{label}: {', '.join(kinds) or 'healthy'}, gradients spread {spreads[label]:.1f} decades"
-            for label, kinds in found.items())
-        run_report(paths["sigmoid"], outcome.page, title=f"{lecture.NAME}: {lecture.TITLE}",
-                   diagnosis=diagnoses["sigmoid"], intro=intro)
+            for label, kinds in found.items()
+        )
+        run_report(
+            paths["sigmoid"],
+            outcome.page,
+            title=f"{lecture.NAME}: {lecture.TITLE}",
+            diagnosis=diagnoses["sigmoid"],
+            intro=intro,
+        )
     return outcome
 
 
@@ -87,8 +103,10 @@ def demo_line(out_dir: str | os.PathLike) -> str:
         outcome = run_keras_lecture(out_dir, report=True)
     except (ImportError, RuntimeError) as err:  # e.g. Keras already imported on another backend
         return f"{lecture.NAME}: skipped ({err})"
-    found = "; ".join(f"{label}: {', '.join(k) or 'healthy'} ({outcome.spreads[label]:.1f} decades)"
-                      for label, k in outcome.found.items())
+    found = "; ".join(
+        f"{label}: {', '.join(k) or 'healthy'} ({outcome.spreads[label]:.1f} decades)"
+        for label, k in outcome.found.items()
+    )
     verdict = "as the lecture reports" if outcome.as_expected else "differs from the lecture"
     return f"{lecture.NAME} (Keras): {found}; {verdict}; report {outcome.page}"
 

@@ -119,7 +119,11 @@ def _is_weight_layer(layer: Any) -> bool:
     import keras
 
     dense = isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
-    conv = hasattr(layer, "kernel_size") and hasattr(layer, "filters") and bool(layer._trainable_variables)
+    conv = (
+        hasattr(layer, "kernel_size")
+        and hasattr(layer, "filters")
+        and bool(layer._trainable_variables)
+    )
     return dense or conv
 
 
@@ -163,7 +167,11 @@ def mirror_of(layer: Any, prefix: str) -> KerasLayerMirror | None:
 def layer_name(layer: Any, model: Any) -> str:
     """A layer's Keras path relative to the model (``dense``, ``block/dense``), no ``.`` in it."""
     variables = [*layer._trainable_variables, *layer._non_trainable_variables]
-    path = variables[0].path.rpartition("/")[0] if variables else (getattr(layer, "path", None) or layer.name)
+    path = (
+        variables[0].path.rpartition("/")[0]
+        if variables
+        else (getattr(layer, "path", None) or layer.name)
+    )
     prefix = f"{model.name}/"
     if path.startswith(prefix):
         path = path[len(prefix) :]

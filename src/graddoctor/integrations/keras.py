@@ -101,8 +101,20 @@ class GradDoctorKerasCallback(RunPerFit, keras.callbacks.Callback):
         verbose: bool = False,
     ) -> None:
         keras.callbacks.Callback.__init__(self)
-        self._init_runs(path, dirpath, name, every, activations_every, modules, track_updates,
-                        tensorboard, histograms_every, overwrite, run_diagnosis, verbose)
+        self._init_runs(
+            path,
+            dirpath,
+            name,
+            every,
+            activations_every,
+            modules,
+            track_updates,
+            tensorboard,
+            histograms_every,
+            overwrite,
+            run_diagnosis,
+            verbose,
+        )
         self._root: torch.nn.Module | None = None
         self._handles: list[Any] = []
         self._optimizer: Any = None  # the optimizer whose apply/scale_loss are wrapped
@@ -115,16 +127,27 @@ class GradDoctorKerasCallback(RunPerFit, keras.callbacks.Callback):
         check_torch_backend(keras, FEATURE)
         model = self.model
         if not isinstance(model, torch.nn.Module) or not model.built:
-            raise RuntimeError(f"{FEATURE} needs a built Keras model on the torch backend (add keras.Input)")
+            raise RuntimeError(
+                f"{FEATURE} needs a built Keras model on the torch backend (add keras.Input)"
+            )
         if getattr(model, "jit_compile", False) is True:
-            warnings.warn("graddoctor cannot hook a torch.compile'd Keras train step: use "
-                          "model.compile(..., jit_compile=False)", RuntimeWarning, stacklevel=2)
-        optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer
+            warnings.warn(
+                "graddoctor cannot hook a torch.compile'd Keras train step: use "
+                "model.compile(..., jit_compile=False)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        optimizer = getattr(
+            model.optimizer, "inner_optimizer", model.optimizer
+        )  # LossScaleOptimizer
         root, pairs = mirror_model(model)
         missing = _unrecorded(model, root)
         if missing:
-            warnings.warn(f"graddoctor records no column for {missing}: no Keras layer owns them",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"graddoctor records no column for {missing}: no Keras layer owns them",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         config = {
             "integration": "keras",
             "framework": "keras",
@@ -137,7 +160,9 @@ class GradDoctorKerasCallback(RunPerFit, keras.callbacks.Callback):
         self._open_run(root, self._next_path(), config)
         self._root = root
         for layer, mirror in pairs:
-            self._handles.append(layer.register_forward_hook(forward_through(mirror, self._recording)))
+            self._handles.append(
+                layer.register_forward_hook(forward_through(mirror, self._recording))
+            )
         self._wrap(optimizer)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
@@ -179,7 +204,9 @@ class GradDoctorKerasCallback(RunPerFit, keras.callbacks.Callback):
 
     def _measure(self, optimizer: Any, grads: Any, variables: Any) -> None:
         """Gradients as ``apply`` received them (unscaled), then the weight snapshot."""
-        variables = list(variables) if variables is not None else list(optimizer._trainable_variables)
+        variables = (
+            list(variables) if variables is not None else list(optimizer._trainable_variables)
+        )
         scale = getattr(optimizer, "loss_scale_factor", None)
         pointed = []  # parameters whose .grad is set to the received gradient for the measurement
         with torch.no_grad():

@@ -81,9 +81,14 @@ def build_model(label: str, seed: int = 0):
             layers.Dense(100, activation="sigmoid", kernel_initializer=bad),
         ]
         head = {"kernel_initializer": bad}
-    model = keras.Sequential([keras.Input(shape=(28, 28)), *body, layers.Dense(10, activation="softmax", **head)])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=LR, clipnorm=CLIPNORM),
-                  loss="sparse_categorical_crossentropy", jit_compile=False)
+    model = keras.Sequential(
+        [keras.Input(shape=(28, 28)), *body, layers.Dense(10, activation="softmax", **head)]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=LR, clipnorm=CLIPNORM),
+        loss="sparse_categorical_crossentropy",
+        jit_compile=False,
+    )
     return model
 
 
@@ -91,7 +96,11 @@ def kernel_gradient_norms(run_path) -> dict[str, float]:
     """Each Dense kernel's gradient norm, the median over the recorded steps, in layer order."""
     with open_run(run_path) as run:
         _, names, values = run.series("grad_norm")
-    return {name: float(np.median(values[:, j])) for j, name in enumerate(names) if name.endswith(".kernel")}
+    return {
+        name: float(np.median(values[:, j]))
+        for j, name in enumerate(names)
+        if name.endswith(".kernel")
+    }
 
 
 def gradient_spread(run_path) -> float:

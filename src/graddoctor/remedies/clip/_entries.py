@@ -61,7 +61,9 @@ def _clip_norm(problem: Problem, params: dict[str, Any]) -> Problem:
         raise ValueError(f"per_tensor must be True or False, got {per_tensor!r}")
 
     def clip_norm(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        clip_grad_norm_(model.parameters(), max_norm, norm_type, nonfinite=nonfinite, per_tensor=per_tensor)
+        clip_grad_norm_(
+            model.parameters(), max_norm, norm_type, nonfinite=nonfinite, per_tensor=per_tensor
+        )
 
     return _append_transform(problem, clip_norm)
 

@@ -276,5 +276,7 @@ def per_tensor_option(per_tensor: bool, per_layer: bool | None) -> bool:
     if per_layer is None:
         return bool(per_tensor)
     if per_tensor and not per_layer:
-        raise ValueError("per_tensor=True and per_layer=False disagree: per_layer is per_tensor's former name")
+        raise ValueError(
+            "per_tensor=True and per_layer=False disagree: per_layer is per_tensor's former name"
+        )
     return bool(per_layer)

@@ -53,17 +53,23 @@ class VarianceScaling:
     distribution: str = "truncated_normal"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.scale, numbers.Real) and math.isfinite(self.scale) and self.scale > 0):
+        if not (
+            isinstance(self.scale, numbers.Real) and math.isfinite(self.scale) and self.scale > 0
+        ):
             raise ValueError(f"scale must be a positive finite number, got {self.scale!r}")
         if self.mode not in ("fan_in", "fan_out", "fan_avg"):
             raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg', got {self.mode!r}")
         if self.distribution not in KERAS_DISTRIBUTIONS:
-            raise ValueError(f"distribution must be one of {KERAS_DISTRIBUTIONS}, got {self.distribution!r}")
+            raise ValueError(
+                f"distribution must be one of {KERAS_DISTRIBUTIONS}, got {self.distribution!r}"
+            )
 
     @property
     def torch_distribution(self) -> str:
         """The same distribution in :func:`variance_scaling_`'s words."""
-        return {"untruncated_normal": "normal", "uniform": "uniform"}.get(self.distribution, "truncated_normal")
+        return {"untruncated_normal": "normal", "uniform": "uniform"}.get(
+            self.distribution, "truncated_normal"
+        )
 
 
 KERAS_INITIALIZERS: dict[str, VarianceScaling] = {
@@ -85,7 +91,9 @@ def keras_initializer(initializer: str | VarianceScaling) -> VarianceScaling:
     if isinstance(initializer, VarianceScaling):
         return initializer
     if initializer not in KERAS_INITIALIZERS:
-        raise ValueError(f"unknown Keras initializer {initializer!r}; known: {', '.join(KERAS_INITIALIZERS)}")
+        raise ValueError(
+            f"unknown Keras initializer {initializer!r}; known: {', '.join(KERAS_INITIALIZERS)}"
+        )
     return KERAS_INITIALIZERS[initializer]
 
 
@@ -120,7 +128,9 @@ def keras_init_(
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if tensor.dim() < 2:
-        raise ValueError(f"a Keras variance-scaling fill needs a weight of 2+ dimensions, got shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"a Keras variance-scaling fill needs a weight of 2+ dimensions, got shape {tuple(tensor.shape)}"
+        )
     view = tensor
     if layout == "keras":  # (*k, in, out) -> (out, in, *k): the same entries, torch's fans
         view = tensor.permute(-1, -2, *range(tensor.dim() - 2))
