@@ -123,8 +123,8 @@ def test_keras_lecture_scenario_holds_its_claim(tmp_path):
     assert keras_lecture.NAME in FRAMEWORK_SCENARIOS and keras_lecture.NAME not in available()
     outcome = run_keras_lecture(tmp_path)
     assert outcome.found == keras_lecture.EXPECTED_FINDINGS | {"sigmoid": outcome.found["sigmoid"]}
-    assert "vanishing_gradients" in outcome.found["sigmoid"] and outcome.found["batchnorm"] == []
-    assert outcome.spreads["batchnorm"] < 1.0 < outcome.spreads["sigmoid"]  # within one decade; not
+    assert "vanishing_gradients" in outcome.found["sigmoid"] and outcome.found["lecture"] == []
+    assert outcome.spreads["lecture"] < 1.0 < outcome.spreads["sigmoid"]  # within one decade; not
     norms = keras_lecture.kernel_gradient_norms(outcome.run_paths["sigmoid"])
     assert list(norms) == ["dense.kernel", "dense_1.kernel", "dense_2.kernel"]
     first, *_, last = norms.values()

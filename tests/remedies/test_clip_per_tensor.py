@@ -55,3 +55,22 @@ def test_clip_norm_remedy_offers_both(per_tensor):
     clip.clip_grad_norm_(reference.parameters(), 1.0, per_tensor=per_tensor)
     for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(ours.grad, theirs.grad)
+
+
+def test_framework_settings_are_declared_on_the_entries_and_read_generically():
+    from graddoctor.remedies import available
+    from graddoctor.remedies.frameworks import framework_note
+
+    keras_settings = {
+        r: get_remedy(r).settings["keras"] for r in available() if "keras" in get_remedy(r).settings
+    }
+    assert "clipnorm" in keras_settings["clip_norm"] and "he_normal" in keras_settings["init_he"]
+    assert "BatchNormalization()" in keras_settings["batchnorm"]
+    note = framework_note(["init_lsuv", "clip_norm", "init_he"], "keras")
+    assert (
+        note
+        == f" In Keras: {keras_settings['clip_norm']} (clip_norm); {keras_settings['init_he']} (init_he)."
+    )
+    assert (
+        framework_note(["clip_norm"], None) == "" and framework_note(["init_lsuv"], "keras") == ""
+    )

@@ -49,7 +49,7 @@ class KerasLayerMirror(nn.Module):
         layer: the Keras layer.
     """
 
-    def __init__(self, layer: Any, prefix: str) -> None:
+    def __init__(self, layer: Any) -> None:
         nn.Module.__init__(self)
         self.layer = _Opaque(layer)
         taken: set[str] = set()
@@ -147,7 +147,7 @@ def _mirror_class(type_name: str, bases: tuple[type[nn.Module], ...]) -> type[Ke
     return type(type_name, (KerasLayerMirror, *bases), {"__module__": __name__})
 
 
-def mirror_of(layer: Any, prefix: str) -> KerasLayerMirror | None:
+def mirror_of(layer: Any) -> KerasLayerMirror | None:
     """The mirror module of one Keras layer, or None when it has neither weights nor an activation."""
     activation = activation_name(layer)
     owns = bool(layer._trainable_variables or layer._non_trainable_variables)
@@ -161,7 +161,7 @@ def mirror_of(layer: Any, prefix: str) -> KerasLayerMirror | None:
         bases.append(norm)
     if activation is not None:
         bases.append(_ACTIVATIONS[activation])
-    return _mirror_class(type(layer).__name__, tuple(bases))(layer, prefix)
+    return _mirror_class(type(layer).__name__, tuple(bases))(layer)
 
 
 def layer_name(layer: Any, model: Any) -> str:
@@ -192,7 +192,7 @@ def mirror_model(model: Any) -> tuple[nn.Module, list[tuple[Any, KerasLayerMirro
     pairs = []
     taken: set[str] = set()
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        mirror = mirror_of(layer, model.name)
+        mirror = mirror_of(layer)
         if mirror is None:
             continue
         name = _unique(layer_name(layer, model), taken)

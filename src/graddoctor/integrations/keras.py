@@ -117,7 +117,7 @@ class GradDoctorKerasCallback(RunPerFit, keras.callbacks.Callback):
         )
         self._root: torch.nn.Module | None = None
         self._handles: list[Any] = []
-        self._optimizer: Any = None  # the optimizer whose apply/scale_loss are wrapped
+        self._wrapped: list[tuple[Any, str]] = []  # (optimizer, method) wrapped for the fit
         self._in_batch = False
         self._loss: torch.Tensor | None = None
 
@@ -137,9 +137,8 @@ class GradDoctorKerasCallback(RunPerFit, keras.callbacks.Callback):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        optimizer = getattr(
-            model.optimizer, "inner_optimizer", model.optimizer
-        )  # LossScaleOptimizer
+        # a LossScaleOptimizer hands its inner optimizer's apply the unscaled gradients
+        optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
         root, pairs = mirror_model(model)
         missing = _unrecorded(model, root)
         if missing:
@@ -163,7 +162,7 @@ class GradDoctorKerasCallback(RunPerFit, keras.callbacks.Callback):
             self._handles.append(
                 layer.register_forward_hook(forward_through(mirror, self._recording))
             )
-        self._wrap(optimizer)
+        self._wrap(optimizer, model.optimizer)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._in_batch = self.monitor is not None
@@ -181,8 +180,9 @@ class GradDoctorKerasCallback(RunPerFit, keras.callbacks.Callback):
     def _recording(self) -> bool:
         return self._in_batch
 
-    def _wrap(self, optimizer: Any) -> None:
-        apply, scale_loss = optimizer.apply, optimizer.scale_loss
+    def _wrap(self, optimizer: Any, outer: Any) -> None:
+        """Wrap ``optimizer.apply`` and the ``scale_loss`` the train step calls (``outer``'s)."""
+        apply, scale_loss = optimizer.apply, outer.scale_loss
 
         def measured_apply(grads: Any, trainable_variables: Any = None) -> Any:
             if not self._in_batch or self.monitor is None:
@@ -199,8 +199,8 @@ class GradDoctorKerasCallback(RunPerFit, keras.callbacks.Callback):
                 self._loss = loss.detach().reshape(())
             return scale_loss(loss)
 
-        optimizer.apply, optimizer.scale_loss = measured_apply, loss_seen
-        self._optimizer = optimizer
+        optimizer.apply, outer.scale_loss = measured_apply, loss_seen
+        self._wrapped = [(optimizer, "apply"), (outer, "scale_loss")]
 
     def _measure(self, optimizer: Any, grads: Any, variables: Any) -> None:
         """Gradients as ``apply`` received them (unscaled), then the weight snapshot."""
@@ -246,10 +246,9 @@ class GradDoctorKerasCallback(RunPerFit, keras.callbacks.Callback):
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        if self._optimizer is not None:
-            for attribute in ("apply", "scale_loss"):
-                self._optimizer.__dict__.pop(attribute, None)
-            self._optimizer = None
+        for owner, attribute in self._wrapped:  # the class's methods show through again
+            owner.__dict__.pop(attribute, None)
+        self._wrapped = []
         self._root, self._in_batch, self._loss = None, False, None
         self._close_run()
 

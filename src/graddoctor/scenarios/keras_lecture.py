@@ -34,8 +34,8 @@ SOURCE = (
     'The lecture "Vanishing/Exploding Gradients in Deep Neural Networks" (Keras code, section 3); '
     "Ioffe & Szegedy, Batch Normalization, ICML 2015; He et al., Delving Deep into Rectifiers, 2015"
 )
-LABELS = ("batchnorm", "sigmoid")  # the lecture's model first, then the sick variant
-EXPECTED_FINDINGS = {"batchnorm": [], "sigmoid": ["vanishing_gradients"]}
+LABELS = ("lecture", "sigmoid")  # the lecture's model first, then the sick variant
+EXPECTED_FINDINGS = {"lecture": [], "sigmoid": ["vanishing_gradients"]}
 N_SAMPLES = 256
 BATCH_SIZE = 64
 EPOCHS = 2
@@ -54,7 +54,7 @@ def lecture_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_model(label: str, seed: int = 0):
-    """The lecture's BN MLP (``"batchnorm"``) or its sigmoid variant (``"sigmoid"``), compiled.
+    """The lecture's BN MLP (``"lecture"``) or its sigmoid variant (``"sigmoid"``), compiled.
 
     Both use ``keras.optimizers.SGD(learning_rate=0.01, clipnorm=1.0)`` (the lecture's
     clipping) and sparse categorical cross-entropy. Needs ``KERAS_BACKEND=torch``.
@@ -67,7 +67,7 @@ def build_model(label: str, seed: int = 0):
     keras.utils.set_random_seed(seed)
     layers = keras.layers
     head = {}
-    if label == "batchnorm":
+    if label == "lecture":
         body = [
             layers.Flatten(), layers.BatchNormalization(),
             layers.Dense(300, activation="relu", kernel_initializer="he_normal"), layers.BatchNormalization(),
@@ -111,7 +111,7 @@ def gradient_spread(run_path) -> float:
 
 def claim_holds(spreads: dict[str, float], found: dict[str, list[str]]) -> bool:
     """The lecture's model within one decade and healthy; the variant diagnosed with vanishing gradients."""
-    level = spreads["batchnorm"] < 1.0 and found["batchnorm"] == []
+    level = spreads["lecture"] < 1.0 and found["lecture"] == []
     return level and set(EXPECTED_FINDINGS["sigmoid"]) <= set(found["sigmoid"])
 
 

@@ -106,6 +106,7 @@ REMEDIES = (
         "clip_value", "Clip every gradient entry to [-value, value] (Mikolov 2012)",
         {"value": 1.0}, _clip_value, trainable_reason,
         treats={"nonfinite": 3, "nonfinite_while_exploding": 3, "exploding_gradients_from_huge_loss": 4},
+        settings={"keras": "clipvalue=1.0 on the optimizer"},
     ),
     Remedy(
         "clip_norm", "Rescale the gradients to a maximum total norm (Pascanu, Mikolov & Bengio 2013)",
@@ -117,6 +118,7 @@ REMEDIES = (
             "exploding_gradients_over_time": 1, "amp_scale_collapse": 2, "amp_scale_collapse_from_huge_loss": 3,
             "diverging_loss": 3,
         },
+        settings={"keras": "global_clipnorm=1.0 on the optimizer (clipnorm=1.0 clips each weight tensor alone)"},
     ),
     Remedy(
         "clip_backward", "Clamp gradients during backpropagation with tensor hooks (Mikolov 2012)",
