@@ -7,13 +7,16 @@ no markup), see :mod:`graddoctor._render_text`.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
 from .._numbers import format_number
 from .._render_text import inert_text
-from ..views import LayerRow
+
+if TYPE_CHECKING:  # the views import torch's statistics; the command line starts without them
+    from ..views import LayerRow
 
 BAR_WIDTH = 12
 
