@@ -5,7 +5,7 @@ remedies/experiments -> report. Imports follow layers, and a module never import
 higher layer (``tests/test_layers.py`` checks it), low to high:
 
 0. ``_version``, ``_paths``, ``_modules`` (the module taxonomy), ``_foreach`` (grouping
-   and fused norms), ``_render_text``, ``_numbers``;
+   and fused norms), ``_render_text``, ``_numbers``, ``_windows`` (sliding-window medians);
 1. ``probes`` (what is measured; the NaN replay), ``problem``;
 2. ``store`` (the run file);
 3. ``monitor`` (hooks, schedules, AMP, distributed reduction; writes the store);

@@ -26,6 +26,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
+from ._figures_sampling import envelope, envelope_index
 
 NOT_RECORDED = "no activation statistics were recorded (activations_every=None?)"
 
@@ -88,11 +89,14 @@ def activations(
     bad = np.zeros(steps.size, dtype=bool)
     for name, label, color in zip(chosen, labels, colors, strict=True):
         j = names.index(name)
-        ax.plot(steps, mean[:, j], color=color, label=label, marker="o", markersize=2)
+        low, high = mean[:, j] - std[:, j], mean[:, j] + std[:, j]
+        keep = np.union1d(envelope_index(mean[:, j]), envelope_index(low))
+        keep = np.union1d(keep, envelope_index(high))  # the mean's and the band's extremes
+        ax.plot(steps[keep], mean[keep, j], color=color, label=label, marker="o", markersize=2)
         ax.fill_between(
-            steps,
-            mean[:, j] - std[:, j],
-            mean[:, j] + std[:, j],
+            steps[keep],
+            low[keep],
+            high[keep],
             color=color,
             alpha=0.12,
             linewidth=0,
@@ -171,8 +175,7 @@ def saturation(run: RunLike, ax: Axes | None = None) -> Axes:
     worst = (0.0, "")
     for name, j, values, kind, style in lines:
         ax.plot(
-            steps,
-            values[:, j],
+            *envelope(steps, values[:, j]),
             linestyle=style,
             color=colors[name],
             label=f"{layer_label(name, types)} {kind}",

@@ -27,6 +27,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
+from ._figures_sampling import bin_columns, column_max
 
 
 def _cell_edges(steps: np.ndarray) -> np.ndarray:
@@ -61,7 +62,8 @@ def gradient_flow(
         max_labels: label at most this many rows.
 
     Returns:
-        The axes; its ``QuadMesh`` holds the plotted ``log10`` array (``[layers, steps]``).
+        The axes; its ``QuadMesh`` holds the plotted ``log10`` array (``[layers, steps]``;
+        over ``MAX_COLUMNS`` steps, ``[layers, groups of steps]``, each group's largest).
     """
     ax = new_axes(ax, (8.0, 4.8))
     headline = "Gradient flow: gradient norm of each layer over training"
@@ -72,6 +74,14 @@ def gradient_flow(
         types = view.types
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log10(norms).T  # [M, S]
+    edges, cells, bad, zero = _cell_edges(steps), steps, nonfinite.T, norms.T == 0
+    thinned = bin_columns(steps)
+    if thinned is not None:  # a long run: each column a group of steps, its largest norm
+        starts, edges = thinned
+        logs = column_max(logs.T, starts).T
+        bad = np.logical_or.reduceat(nonfinite, starts, axis=0).T
+        zero = np.logical_or.reduceat(norms == 0, starts, axis=0).T
+        cells = (edges[:-1] + edges[1:]) / 2
     image = np.ma.masked_invalid(logs)
     finite = logs[np.isfinite(logs)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 0.0)
@@ -79,14 +89,12 @@ def gradient_flow(
         low, high = low - 0.5, high + 0.5
     cmap = colormaps[SEQUENTIAL].with_extremes(bad=NOT_RECORDED_COLOR)
     rows = np.arange(len(modules) + 1, dtype=float)
-    mesh = ax.pcolormesh(
-        _cell_edges(steps), rows, image, cmap=cmap, vmin=low, vmax=high, rasterized=True
-    )
+    mesh = ax.pcolormesh(edges, rows, image, cmap=cmap, vmin=low, vmax=high, rasterized=True)
     handles: list = []
-    bad_rows, bad_cols = np.nonzero(nonfinite.T)
+    bad_rows, bad_cols = np.nonzero(bad)
     if bad_rows.size:
         ax.scatter(
-            steps[bad_cols],
+            cells[bad_cols],
             bad_rows + 0.5,
             marker="x",
             s=30,
@@ -100,10 +108,10 @@ def gradient_flow(
                 [], [], color=NONFINITE_COLOR, marker="x", linestyle="none", label=NONFINITE_LABEL
             )
         )
-    zero_rows, zero_cols = np.nonzero(norms.T == 0)
+    zero_rows, zero_cols = np.nonzero(zero)
     if zero_rows.size:
         ax.scatter(
-            steps[zero_cols],
+            cells[zero_cols],
             zero_rows + 0.5,
             marker="o",
             s=18,

@@ -19,6 +19,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
+from ._figures_sampling import envelope
 
 UPDATE_RATIO_RULE = 1e-3
 WEIGHT_PANELS = ("weight_norm", "update_ratio")
@@ -67,7 +68,7 @@ def weights(run: RunLike, ax: Axes | None = None, *, stat: str | None = None) ->
     colors = sequential_colors(len(modules))
     if stat == "weight_norm":
         for j in range(len(modules)):
-            ax.plot(steps, weight_norm[:, j], color=colors[j], label=labels[j])
+            ax.plot(*envelope(steps, weight_norm[:, j]), color=colors[j], label=labels[j])
         mark_nonfinite_steps(ax, steps[bad_weight], "non-finite weights")
         log_scale_if_wide(ax, weight_norm)
         ax.set_ylabel(r"weight norm $\|W\|$")
@@ -86,7 +87,7 @@ def weights(run: RunLike, ax: Axes | None = None, *, stat: str | None = None) ->
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = update_norm / weight_norm
         for j in range(len(modules)):
-            ax.plot(steps, ratio[:, j], color=colors[j], label=labels[j])
+            ax.plot(*envelope(steps, ratio[:, j]), color=colors[j], label=labels[j])
         ax.axhline(
             UPDATE_RATIO_RULE,
             color="black",
