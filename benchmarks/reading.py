@@ -138,7 +138,7 @@ def main() -> None:
             }
         size = {run: os.path.getsize(path) / 2**20 for run, path in runs.items()}
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-        print(f"{"run":<42}{'command':<10}{'median s':>10}{'min s':>8}{'max s':>8}")
+        print(f"{'run':<42}{'command':<10}{'median s':>10}{'min s':>8}{'max s':>8}")
         for (run, command), seconds in timings.items():
             label = f"{run} ({shape[run]}, {size[run]:.0f} MiB)"
             print(
