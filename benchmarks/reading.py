@@ -37,7 +37,9 @@ import graddoctor as gd
 ACTIVATIONS_EVERY = 10  # the Monitor's default
 
 
-def _record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, path: Path, steps: int, **kw) -> None:
+def _record(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, path: Path, steps: int, **kw
+) -> None:
     """A real recording: the Monitor on ``model`` trained with SGD on one batch."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     with gd.Monitor(model, optimizer, path=path, **kw) as monitor:
@@ -113,7 +115,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--layers", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--keep", type=Path, default=None, help="folder to build (or reuse) the runs in")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="folder to build (or reuse) the runs in"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.keep or Path(scratch)
@@ -122,8 +126,16 @@ def main() -> None:
         runs = build(folder, args.steps, args.layers)
         print(f"runs built in {time.perf_counter() - start:.1f} s in {folder}")
         commands = {
-            "long": [["report", "{run}", "-o", "long.html"], ["show", "{run}"], ["diagnose", "{run}"]],
-            "wide": [["report", "{run}", "-o", "wide.html"], ["show", "{run}"], ["diagnose", "{run}"]],
+            "long": [
+                ["report", "{run}", "-o", "long.html"],
+                ["show", "{run}"],
+                ["diagnose", "{run}"],
+            ],
+            "wide": [
+                ["report", "{run}", "-o", "wide.html"],
+                ["show", "{run}"],
+                ["diagnose", "{run}"],
+            ],
         }
         timings: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.repeat):  # interleaved, so a burst of load touches every row
@@ -137,7 +149,9 @@ def main() -> None:
                 "wide": f"{wide_run.steps().size} steps, {len(wide_run.names('parameters'))} tensors",
             }
         size = {run: os.path.getsize(path) / 2**20 for run, path in runs.items()}
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+        print(
+            f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+        )
         print(f"{'run':<42}{'command':<10}{'median s':>10}{'min s':>8}{'max s':>8}")
         for (run, command), seconds in timings.items():
             label = f"{run} ({shape[run]}, {size[run]:.0f} MiB)"
