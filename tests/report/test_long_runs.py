@@ -12,6 +12,7 @@ from matplotlib.collections import QuadMesh  # noqa: E402
 
 from graddoctor.report._figures_sampling import (  # noqa: E402
     MAX_COLUMNS,
+    MAX_LINES,
     MAX_POINTS,
     envelope,
 )
@@ -86,3 +87,36 @@ def test_lines_of_a_long_run_are_thinned_with_their_spike(long_run):
     for line in ratio_ax.get_lines()[:2]:  # one per layer
         assert len(line.get_xdata()) <= MAX_POINTS
     assert max(line.get_ydata().max() for line in ratio_ax.get_lines()[:2]) > 0.05
+
+
+def test_a_wide_run_draws_layers_evenly_spaced_and_paints_zero_cells(tmp_path):
+    """300 layers, gradients exactly zero in the deeper half: lines thinned, zeros one shape."""
+    layers = 300
+    modules = [{"index": 0, "name": "", "type": "Sequential", "depth": 0}] + [
+        {"index": i + 1, "name": str(i), "type": "Linear", "depth": 1, "families": ["weight_layer"]}
+        for i in range(layers)
+    ]
+    path = tmp_path / "wide.gdr"
+    writer = RunWriter(path, meta={"model": {"type": "Sequential", "modules": modules}})
+    writer.define_group("parameters", [f"{i}.weight" for i in range(layers)])
+    writer.define_stats("parameters", ["grad_norm", "grad_nonfinite", "weight_norm", "update_norm"])
+    grads = np.where(np.arange(layers) < layers // 2, 1e-3, 0.0)
+    for step in range(20):
+        writer.add_stat(step, "grad_norm", grads)
+        writer.add_stat(step, "grad_nonfinite", np.zeros(layers))
+        writer.add_stat(step, "weight_norm", np.linspace(1, 2, layers))
+        writer.add_stat(step, "update_norm", np.full(layers, 1e-3))
+    writer.close()
+    first = report.weights(path)
+    assert len(first.get_lines()) <= MAX_LINES
+    assert f"{len(first.get_lines())} of 300 layers drawn" in first.get_title(loc="left")
+    flow = report.gradient_flow(path)
+    meshes = [c for c in flow.collections if isinstance(c, QuadMesh)]
+    assert len(meshes) == 2  # the map, and the zero cells painted over it
+    zero = ~np.ma.getmaskarray(meshes[1].get_array()).reshape(layers, 20)
+    assert zero[layers // 2 :].all() and not zero[: layers // 2].any()
+    assert not [
+        c
+        for c in flow.collections
+        if c.get_label() == "zero gradient" and not isinstance(c, QuadMesh)
+    ]

@@ -26,7 +26,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
-from ._figures_sampling import envelope, envelope_index
+from ._figures_sampling import envelope, envelope_index, shown_note, spread
 
 NOT_RECORDED = "no activation statistics were recorded (activations_every=None?)"
 
@@ -84,10 +84,15 @@ def activations(
     chosen = [n for n in chosen if not np.all(np.isnan(nonfinite[:, names.index(n)]))]
     if not chosen:
         return show_message(ax, "the chosen modules never ran on a recorded step", headline)
-    labels = [layer_label(n, types) for n in chosen]
-    colors = sequential_colors(len(chosen))
+    drawn = [chosen[i] for i in spread(len(chosen))]
+    labels = [layer_label(n, types) for n in drawn]
+    colors = sequential_colors(len(drawn))
     bad = np.zeros(steps.size, dtype=bool)
-    for name, label, color in zip(chosen, labels, colors, strict=True):
+    for name in chosen:
+        j = names.index(name)
+        with np.errstate(invalid="ignore"):
+            bad |= (nonfinite[:, j] > 0) | (~np.isnan(nonfinite[:, j]) & ~np.isfinite(mean[:, j]))
+    for name, label, color in zip(drawn, labels, colors, strict=True):
         j = names.index(name)
         low, high = mean[:, j] - std[:, j], mean[:, j] + std[:, j]
         keep = np.union1d(envelope_index(mean[:, j]), envelope_index(low))
@@ -101,8 +106,6 @@ def activations(
             alpha=0.12,
             linewidth=0,
         )
-        with np.errstate(invalid="ignore"):
-            bad |= (nonfinite[:, j] > 0) | (~np.isnan(nonfinite[:, j]) & ~np.isfinite(mean[:, j]))
     mark_nonfinite_steps(ax, steps[bad], "non-finite activations")
     columns = [names.index(n) for n in chosen]
     edges = np.abs(
@@ -120,7 +123,8 @@ def activations(
     set_title(
         ax,
         headline + note,
-        "a mean pinned at a bound with a thin band = saturated units (Glorot & Bengio 2010)",
+        "a mean pinned at a bound with a thin band = saturated units (Glorot & Bengio 2010)"
+        + shown_note(len(drawn), len(chosen)),
     )
     return ax
 
@@ -170,16 +174,18 @@ def saturation(run: RunLike, ax: Axes | None = None) -> Axes:
         return show_message(
             ax, "no bounded (tanh, sigmoid...) or ReLU-family module was recorded", headline
         )
-    modules = list(dict.fromkeys(name for name, *_ in lines))
+    every_module = list(dict.fromkeys(name for name, *_ in lines))
+    modules = [every_module[i] for i in spread(len(every_module))]
     colors = dict(zip(modules, sequential_colors(len(modules)), strict=True))
     worst = (0.0, "")
     for name, j, values, kind, style in lines:
-        ax.plot(
-            *envelope(steps, values[:, j]),
-            linestyle=style,
-            color=colors[name],
-            label=f"{layer_label(name, types)} {kind}",
-        )
+        if name in colors:
+            ax.plot(
+                *envelope(steps, values[:, j]),
+                linestyle=style,
+                color=colors[name],
+                label=f"{layer_label(name, types)} {kind}",
+            )
         last = values[:, j][np.isfinite(values[:, j])]
         if last.size and last[-1] > worst[0]:
             worst = (
@@ -203,5 +209,6 @@ def saturation(run: RunLike, ax: Axes | None = None) -> Axes:
         ]
         ax.legend(handles=styles + ([mark] if mark is not None else []), fontsize=7, loc="best")
     hint = worst[1] if worst[0] > 0 else "no saturated or dead units at the last recorded step"
+    hint += shown_note(len(modules), len(every_module))
     set_title(ax, headline + ": rising lines = units that stop passing gradient", hint)
     return ax

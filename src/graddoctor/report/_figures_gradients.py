@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -27,7 +28,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
-from ._figures_sampling import bin_columns, column_max
+from ._figures_sampling import MAX_MARKS, bin_columns, column_max
 
 
 def _cell_edges(steps: np.ndarray) -> np.ndarray:
@@ -53,7 +54,8 @@ def gradient_flow(
     A layer's norm combines its parameters' norms in quadrature,
     :math:`\sqrt{\sum_p \|g_p\|^2}` (as ``graddoctor show``). Rows are in execution
     order with the input at the top; non-finite cells carry a red cross, cells with no
-    gradient are grey, exactly-zero gradients a black ring.
+    gradient are grey, exactly-zero gradients a black ring (cells painted black when
+    there are more than ``MAX_MARKS``).
 
     Args:
         run: a run or its path.
@@ -109,7 +111,17 @@ def gradient_flow(
             )
         )
     zero_rows, zero_cols = np.nonzero(zero)
-    if zero_rows.size:
+    if zero_rows.size > MAX_MARKS:  # rings would bury the map: the cells are painted black
+        ax.pcolormesh(
+            edges,
+            rows,
+            np.ma.masked_where(~zero, np.zeros(zero.shape)),
+            cmap=ListedColormap(["black"]),
+            rasterized=True,
+            label="zero gradient",
+        )
+        handles.append(Patch(facecolor="black", label="zero gradient"))
+    elif zero_rows.size:
         ax.scatter(
             cells[zero_cols],
             zero_rows + 0.5,

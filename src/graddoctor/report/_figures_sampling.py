@@ -14,6 +14,8 @@ import numpy as np
 
 MAX_POINTS = 1_000  # a line's points after thinning: 500 bins of a min and a max
 MAX_COLUMNS = 1_000  # a heatmap's columns after thinning
+MAX_MARKS = 2_000  # markers drawn one by one; more are drawn as one shape
+MAX_LINES = 64  # lines of one figure; more layers are drawn evenly spaced in depth
 
 
 def _bins(count: int, bins: int) -> np.ndarray:
@@ -62,6 +64,18 @@ def _arg_extreme(
     return np.where(first >= 0, first, starts)
 
 
+def spread(count: int, max_lines: int = MAX_LINES) -> np.ndarray:
+    """Indices of at most ``max_lines`` of ``count`` layers, evenly spaced, first and last included."""
+    if count <= max_lines:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, max_lines).round().astype(np.int64))
+
+
+def shown_note(shown: int, count: int) -> str:
+    """``"; 64 of 2,000 layers drawn, evenly spaced in depth"`` when layers were left out."""
+    return f"; {shown} of {count:,} layers drawn, evenly spaced in depth" if shown < count else ""
+
+
 def bin_columns(
     steps: np.ndarray, max_columns: int = MAX_COLUMNS
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -91,4 +105,15 @@ def column_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["MAX_COLUMNS", "MAX_POINTS", "bin_columns", "column_max", "envelope", "envelope_index"]
+__all__ = [
+    "MAX_COLUMNS",
+    "MAX_LINES",
+    "MAX_MARKS",
+    "MAX_POINTS",
+    "shown_note",
+    "spread",
+    "bin_columns",
+    "column_max",
+    "envelope",
+    "envelope_index",
+]
