@@ -14,13 +14,16 @@ metadata, column groups and statistics, and the Monitor's schedule (parameters e
 step, activations every 10), each step's rows those of a recorded step in turn. The file
 is what the Monitor writes for a run that long. Each command runs in a fresh interpreter
 (``python -m graddoctor.cli``, import included, as a user types it); the table gives the
-median wall time of ``--repeat`` runs.
+median wall time of ``--repeat`` runs (and its range) and the median CPU time (user +
+system) of the command's process: on a busy machine the wall time grows with the load,
+the CPU time much less, and on an idle one they agree.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -99,15 +102,19 @@ def build(folder: Path, steps: int, layers: int) -> dict[str, Path]:
     return runs
 
 
-def _time(args: list[str], folder: Path) -> float:
+def _time(args: list[str], folder: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of ``graddoctor ARGS`` in a fresh interpreter."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "graddoctor.cli", *args], cwd=folder, capture_output=True, text=True
     )
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if done.returncode not in (0, 1, 3):
         raise SystemExit(f"graddoctor {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return took
+    return took, cpu
 
 
 def main() -> None:
@@ -137,7 +144,7 @@ def main() -> None:
                 ["diagnose", "{run}"],
             ],
         }
-        timings: dict[tuple[str, str], list[float]] = {}
+        timings: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for _ in range(args.repeat):  # interleaved, so a burst of load touches every row
             for run, lines in commands.items():
                 for line in lines:
@@ -152,12 +159,14 @@ def main() -> None:
         print(
             f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
         )
-        print(f"{'run':<42}{'command':<10}{'median s':>10}{'min s':>8}{'max s':>8}")
-        for (run, command), seconds in timings.items():
+        print(f"{'run':<42}{'command':<10}{'wall s':>8}{'min':>7}{'max':>7}{'cpu s':>8}")
+        for (run, command), measured in timings.items():
             label = f"{run} ({shape[run]}, {size[run]:.0f} MiB)"
+            wall = [w for w, _ in measured]
+            cpu = statistics.median(c for _, c in measured)
             print(
-                f"{label:<42}{command:<10}{statistics.median(seconds):>10.2f}"
-                f"{min(seconds):>8.2f}{max(seconds):>8.2f}"
+                f"{label:<42}{command:<10}{statistics.median(wall):>8.2f}"
+                f"{min(wall):>7.2f}{max(wall):>7.2f}{cpu:>8.2f}"
             )
 
 

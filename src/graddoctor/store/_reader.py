@@ -65,6 +65,7 @@ class Run:
         self.meta = read_meta(self._db, self.path)
         self._sizes, self._groups = read_groups(self._db, self.path)
         self._scalar_names: list[str] | None = None
+        self._names: dict[str, list[str]] = {}
 
     def _guard(self, read: Any) -> Any:
         try:
@@ -92,8 +93,10 @@ class Run:
 
     def names(self, group: str) -> list[str]:
         """The column names of a statistic group (``"parameters"``, ``"modules"``...)."""
-        rows = self._query("SELECT name FROM layer_names WHERE grp=? ORDER BY idx", (group,))
-        return [r[0] for r in rows]
+        if group not in self._names:  # read once per snapshot
+            rows = self._query("SELECT name FROM layer_names WHERE grp=? ORDER BY idx", (group,))
+            self._names[group] = [r[0] for r in rows]
+        return list(self._names[group])
 
     def group_of(self, stat: str) -> str:
         """The group a statistic is a vector over; KeyError naming the known ones."""
