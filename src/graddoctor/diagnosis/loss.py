@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _windows
 from ..views import RunView
 from . import thresholds as T
 from ._common import rounded
@@ -36,7 +37,7 @@ LR_SCALAR = "lr/0"
 
 def running_median(values: np.ndarray, window: int) -> np.ndarray:
     """The median of the last ``window`` values at each index (fewer at the start)."""
-    return np.array([np.median(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))])
+    return _windows.running_median(values, window)
 
 
 def finite_losses(view: RunView) -> tuple[np.ndarray, np.ndarray]:
@@ -57,29 +58,36 @@ def _rising_window(losses: np.ndarray) -> tuple[int, str, float] | None:
     noise = float(np.median(np.abs(np.diff(losses))))
     medians = running_median(losses, T.LOSS_MEDIAN_WINDOW)
     first = float(losses[0])
-    for start in range(1, n - w + 1):
-        window = losses[start : start + w]
-        low = float(np.quantile(window, T.LOSS_WINDOW_QUANTILE))
-        middle = float(np.median(window))
-        if (
-            first > 0
-            and low > T.DIVERGING_LOSS_FACTOR * first
-            and middle > first + T.LOSS_NOISE_MARGIN * noise
-        ):
-            return start, "above_start", first
-        if start < T.LOSS_MEDIAN_WINDOW:
-            continue
-        lowest = float(np.min(medians[T.LOSS_MEDIAN_WINDOW - 1 : start]))
-        progress = first - lowest
-        if (
-            lowest > 0
-            and progress > 0
-            and low > T.DIVERGING_FROM_MIN_FACTOR * lowest
-            and low - lowest > T.GIVEN_BACK_FRACTION * progress
-            and middle > lowest + T.LOSS_NOISE_MARGIN * noise
-        ):
-            return start, "above_minimum", lowest
-    return None
+    # every window at once: window k is losses[k : k + w]; the loop starts at 1
+    lows, middles = _windows.window_statistics(losses, w, T.LOSS_WINDOW_QUANTILE)
+    lows, middles, starts = lows[1:], middles[1:], np.arange(1, n - w + 1)
+    above_start = (
+        (first > 0)
+        & (lows > T.DIVERGING_LOSS_FACTOR * first)
+        & (middles > first + T.LOSS_NOISE_MARGIN * noise)
+    )
+    # the lowest 5-step median before each start (defined from start LOSS_MEDIAN_WINDOW)
+    lowest = np.full(starts.size, np.nan)
+    running_low = np.minimum.accumulate(medians[T.LOSS_MEDIAN_WINDOW - 1 :])
+    late = starts >= T.LOSS_MEDIAN_WINDOW
+    lowest[late] = running_low[starts[late] - T.LOSS_MEDIAN_WINDOW]
+    progress = first - lowest
+    with np.errstate(invalid="ignore"):
+        above_minimum = (
+            late
+            & (lowest > 0)
+            & (progress > 0)
+            & (lows > T.DIVERGING_FROM_MIN_FACTOR * lowest)
+            & (lows - lowest > T.GIVEN_BACK_FRACTION * progress)
+            & (middles > lowest + T.LOSS_NOISE_MARGIN * noise)
+        )
+    hits = np.flatnonzero(above_start | above_minimum)
+    if not hits.size:
+        return None
+    k = int(hits[0])
+    if above_start[k]:
+        return int(starts[k]), "above_start", first
+    return int(starts[k]), "above_minimum", float(lowest[k])
 
 
 def _large_updates(ratios: np.ndarray) -> tuple[int, int] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._windows import running_median
 from ..views import RunView
 from . import thresholds as T
 from ._common import plural, rounded
@@ -78,15 +79,21 @@ def step_findings(view: RunView, context: dict) -> list[Finding]:
 
 
 def _first_spike(total: np.ndarray, steps: np.ndarray):
-    for i in range(T.SPIKE_MIN_HISTORY, len(total)):
-        history = total[:i]
-        history = history[np.isfinite(history)]
-        if history.size < T.SPIKE_MIN_HISTORY or not np.isfinite(total[i]):
-            continue
-        median = float(np.median(history[-T.SPIKE_MEDIAN_WINDOW :]))
-        if median > 0 and total[i] > T.SPIKE_FACTOR * median:
-            return int(steps[i]), float(total[i]), median
-    return None
+    """The first finite norm over ``SPIKE_FACTOR`` times the median of the last finite norms before it."""
+    finite = np.flatnonzero(np.isfinite(total))
+    if finite.size <= T.SPIKE_MIN_HISTORY:
+        return None
+    # medians[c - 1]: the median of the last SPIKE_MEDIAN_WINDOW of the first c finite norms
+    medians = running_median(total[finite], T.SPIKE_MEDIAN_WINDOW)
+    before = np.arange(finite.size)  # finite norms before each finite index
+    candidates = (finite >= T.SPIKE_MIN_HISTORY) & (before >= T.SPIKE_MIN_HISTORY)
+    index, count = finite[candidates], before[candidates]
+    median = medians[count - 1]
+    hits = np.flatnonzero((median > 0) & (total[index] > T.SPIKE_FACTOR * median))
+    if not hits.size:
+        return None
+    i, hit = int(index[hits[0]]), int(hits[0])
+    return int(steps[i]), float(total[i]), float(median[hit])
 
 
 def _largest_layers(view: RunView, step: int, count: int = 3) -> list[str]:

@@ -24,6 +24,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
+from ._figures_sampling import envelope
 
 
 def _named_runs(runs: RunLike | Sequence[RunLike] | Mapping[str, RunLike]) -> dict[str, RunLike]:
@@ -96,7 +97,12 @@ def loss(
     diverged = []
     for index, (label, (steps, values)) in enumerate(curves.items()):
         color = PALETTE[index % len(PALETTE)]
-        ax.plot(steps, values, color=color, linewidth=1.3, label=label if len(curves) > 1 else name)
+        ax.plot(
+            *envelope(steps, values),
+            color=color,
+            linewidth=1.3,
+            label=label if len(curves) > 1 else name,
+        )
         bad = np.nonzero(~np.isfinite(values))[0]
         if bad.size:
             first = int(steps[bad[0]])
