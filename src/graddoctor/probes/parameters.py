@@ -80,7 +80,7 @@ class ParameterProbe:
         self.grad_present: list[bool] = [False] * len(self.params)
         # DTensor parameters (FSDP2) are read through their local shard
         self._local = local_part if any(hasattr(p, "placements") for p in self.params) else _itself
-        self._floor_cache: tuple[tuple, torch.Tensor] | None = None
+        self._floor_cache: tuple[tuple | None, torch.Tensor] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -97,11 +97,20 @@ class ParameterProbe:
         (in float64, from the max). Rows are float32, or float64 when a gradient is
         float64 or a recomputed norm was needed.
         """
-        present = [i for i, p in enumerate(self.params) if p.grad is not None]
-        self.grad_present = [p.grad is not None for p in self.params]
-        if not present:
-            return StatBlock.filled(GRAD_STATS, len(self.params), float("nan"), self.device)
-        grads = [self._local(self.params[i].grad.detach()) for i in present]
+        with torch.no_grad():  # reads only: no graph, and no detached view per tensor
+            return self._measure_grads()
+
+    def _measure_grads(self) -> StatBlock:
+        grads = [p.grad for p in self.params]
+        self.grad_present = [g is not None for g in grads]
+        partial = not all(self.grad_present)
+        present = [i for i, g in enumerate(grads) if g is not None] if partial else None
+        if partial:
+            if not present:
+                return StatBlock.filled(GRAD_STATS, len(self.params), float("nan"), self.device)
+            grads = [grads[i] for i in present]
+        if self._local is not _itself:
+            grads = [self._local(g) for g in grads]
         grad_norm = norms(grads, 2.0, self.device)
         grad_max = max_abs(grads, self.device)
         in_range = norms_in_range(grad_norm, grad_max, self._floors(present, grads))
@@ -116,7 +125,7 @@ class ParameterProbe:
         values = StatBlock.from_rows(
             {"grad_norm": grad_norm, "grad_max": grad_max, "grad_nonfinite": counts}
         )
-        if len(present) == len(self.params):
+        if present is None:
             return values
         out = StatBlock(
             values.names,
@@ -130,9 +139,10 @@ class ParameterProbe:
         out.values[:, torch.tensor(present, device=self.device)] = values.values
         return out
 
-    def _floors(self, present: list[int], grads: list[torch.Tensor]) -> torch.Tensor:
-        # sizes and dtypes are fixed: one small host-to-device copy per set of gradients
-        key = (tuple(present), tuple(g.dtype for g in grads))
+    def _floors(self, present: list[int] | None, grads: list[torch.Tensor]) -> torch.Tensor:
+        # a gradient has its parameter's size and dtype: one small host-to-device copy per
+        # set of present gradients (None: all of them)
+        key = None if present is None else tuple(present)
         if self._floor_cache is None or self._floor_cache[0] != key:
             self._floor_cache = (key, norm_floors(grads, self.device))
         return self._floor_cache[1]
@@ -142,7 +152,7 @@ class ParameterProbe:
         if not self.track_updates:
             return
         with torch.no_grad():
-            weights = [self._local(p.detach()) for p in self.params]
+            weights = self._weights()
             if self._scratch is None or any(
                 s.shape != w.shape for s, w in zip(self._scratch, weights, strict=True)
             ):
@@ -168,7 +178,7 @@ class ParameterProbe:
             unchanged: the optimizer did not step (e.g. GradScaler skipped it): the update is 0.
         """
         with torch.no_grad():
-            weights = [self._local(p.detach()) for p in self.params]
+            weights = self._weights()
             weight_norm = norms(weights, 2.0, self.device)
             if unchanged:
                 self._have_snapshot = False
@@ -180,6 +190,12 @@ class ParameterProbe:
             update_norm = differences_norms(weights, self._scratch, self.device)
             self._have_snapshot = False
             return _weight_block(weight_norm, update_norm, ratio(update_norm, weight_norm))
+
+    def _weights(self) -> list[torch.Tensor]:
+        """The parameters as plain tensors (their local shards), read under ``no_grad``."""
+        if self._local is _itself:
+            return self.params
+        return [self._local(p.detach()) for p in self.params]
 
     def release(self) -> None:
         """Free the scratch copy of the weights."""
