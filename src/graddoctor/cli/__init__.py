@@ -49,6 +49,7 @@ def show(
     step: int | None = typer.Option(None, "--step", help="the step to show (default: the last)"),
 ) -> None:
     """Per-layer table of one recorded step, in depth order, with a log10 gradient-norm bar."""
+    from ..monitor._budget import describe_schedule
     from ..store import open_run
     from ..views import layer_rows
     from ._console import layer_table
@@ -60,7 +61,10 @@ def show(
         table = layer_table(
             rows, found, title=f"{run_path} · step {found} of {int(last[-1]) if last.size else 0}"
         )
+        schedule = describe_schedule(run.meta.get("schedule"))
     console.print(table)
+    if schedule:
+        console.print(schedule, markup=False)
 
 
 def _report(diagnosis, as_json: bool) -> None:

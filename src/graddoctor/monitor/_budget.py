@@ -1,12 +1,14 @@
 r"""The overhead budget: the Monitor times its own work and thins its costly statistics to fit.
 
 ``Monitor(..., budget=0.03)`` keeps the Monitor's own time near 3% of what the training
-step takes without it. The gradient statistics (norm, max, non-finite count) are measured
-on every step of their schedule whatever they cost; the costly statistics are thinned:
+step takes without it. The gradient norms and non-finite counts are measured on every
+step of their schedule whatever they cost (one fused norm and one host sync; the count
+is taken only on a step whose norm is not finite); the costly statistics are thinned:
 
-* **weights**: ``weight_norm``, ``update_norm`` and ``update_ratio`` (a copy of the weights
-  before the step, a subtraction and two norms after it), from every step to every 2, 4,
-  ..., :data:`MAX_STRETCH` steps;
+* **weights**: ``grad_max`` (a second pass over the gradients, as costly as their norm),
+  ``weight_norm``, ``update_norm`` and ``update_ratio`` (a copy of the weights before the
+  step, a subtraction and two norms after it), from every step to every 2, 4, ...,
+  :data:`MAX_STRETCH` steps;
 * **activations**: the module hooks, from every 10 steps to every 20, 40, ... steps.
 
 The first :data:`DENSE_START` steps follow the full schedule: most failures begin there,
@@ -16,9 +18,11 @@ gradient statistics and writing the run) and of one occurrence of each costly st
 (:math:`c_k`), and picks the densest intervals :math:`n_k` (powers of two times the full
 schedule's) with
 
-.. math:: G + \sum_k c_k / n_k \le 0.8\, b \, (T - G - \textstyle\sum_k c_k m_k)
+.. math:: G + \sum_k c_k / n_k \le 0.8\, \max\big(b \, (T - G - \textstyle\sum_k c_k m_k),
+    \; 1\,\mathrm{ms}\big)
 
-per step (:math:`b` the budget, :math:`m_k` the occurrences per step in the window); it
+per step (:math:`b` the budget, :math:`m_k` the occurrences per step in the window; a
+Monitor under 1 ms a step is not worth thinning, see :data:`MIN_ALLOWANCE`); it
 keeps its intervals while they stay within :math:`b`, so noise does not make the schedule
 flicker. A thinned statistic is absent on the steps it skips, never NaN. An explicit
 ``every=`` or ``activations_every=`` is followed as given; ``budget=None`` measures on the
@@ -46,6 +50,9 @@ DECIDE_EVERY = 50  # steps between two decisions
 MAX_STRETCH = 128  # a costly statistic is thinned to 1/128 of its full schedule at most
 ACTIVATIONS_BASE = 10  # activations_every="auto" without thinning: every 10 steps
 MARGIN = 0.8  # a new schedule aims at 80% of the budget
+# A Monitor costing under 1 ms a step is never thinned: on a model that small a relative
+# budget would cost its statistics and save no time anyone notices.
+MIN_ALLOWANCE = 1e-3
 SMOOTHING = 0.5  # weight of a window's cost of a statistic against the earlier estimate
 
 
@@ -161,7 +168,7 @@ class Budget:
         fixed = always + sum(  # costly statistics on the user's schedule
             spent.get(k, 0.0) / window.steps for k in (WEIGHTS, ACTIVATIONS) if k not in self.base
         )
-        allowed = self.fraction * plain
+        allowed = max(self.fraction * plain, MIN_ALLOWANCE)
         chosen = self._fit(fixed, MARGIN * allowed)
         current_fits = fixed + self._thinned_cost(self.stretch) <= allowed
         denser = any(chosen[k] < self.stretch[k] for k in chosen)
@@ -254,7 +261,9 @@ def describe_schedule(schedule: dict[str, Any] | None) -> str | None:
     try:
         parts = [
             f"gradients {schedule.get('gradients', 'every step')}",
-            _intervals(schedule.get("weights", "with the gradients"), "weights and updates"),
+            _intervals(
+                schedule.get("weights", "with the gradients"), "max |g|, weights and updates"
+            ),
             _intervals(schedule.get("activations", "never"), "activations"),
         ]
         budget, overhead = schedule.get("budget"), schedule.get("overhead")

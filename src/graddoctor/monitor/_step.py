@@ -156,6 +156,8 @@ class StepMeasurements:
             if self._grads is None:  # NaN rows keep a sharded step's collective in step
                 n = len(self.params.params)
                 self._grads = StatBlock.filled(GRAD_STATS, n, float("nan"), self.device)
+            elif weights:  # max |g|: a second pass over the gradients, thinned with the weights
+                self._grads = self.budget.timed(WEIGHTS, self._with_grad_max, grad_scale)
         if self.activations.installed:
             self.budget.timed(ACTIVATIONS, self._collect_modules)
 
@@ -169,8 +171,18 @@ class StepMeasurements:
         for statistic, err in self.activations.take_failures().items():
             self.failsafe.failed(statistic.split(", "), err)
 
+    def _with_grad_max(self, grad_scale: torch.Tensor | None) -> StatBlock:
+        rows = self._grads.rows()
+        grad_max = self.failsafe.run(("grad_max",), self.params.grad_max)
+        if grad_max is None:
+            grad_max = torch.full_like(rows["grad_norm"], float("nan"))
+        elif grad_scale is not None:
+            grad_max = grad_max / grad_scale.to(grad_max.device, torch.float32)
+        rows["grad_max"] = grad_max.to(rows["grad_norm"].dtype)
+        return StatBlock.from_rows({name: rows[name] for name in GRAD_STATS})
+
     def _measure_grads(self, grad_scale: torch.Tensor | None) -> StatBlock:
-        grads = self.params.measure_grads()
+        grads = self.params.measure_grads(with_max=False)
         if grad_scale is not None:
             unscale_(grads, grad_scale)
         return grads
