@@ -213,3 +213,42 @@ def test_real_clock_schedule_matches_the_file(tmp_path):
         every = [n for start, n in history if start <= step][-1]
         assert (step in recorded) == (step % every == 0), step
     assert list(run.steps("grad_norm")) == list(range(170))
+
+
+class FakeEvent:
+    """A CUDA event stand-in: recorded at a time; done once the test says the device passed it."""
+
+    now = 0.0
+    passed = 0.0  # the device has run everything recorded up to this time
+
+    def __init__(self, enable_timing=False):
+        assert enable_timing
+        self.at = None
+
+    def record(self, stream=None):
+        self.at = FakeEvent.now
+
+    def query(self):
+        return self.at <= FakeEvent.passed
+
+    def elapsed_time(self, end):
+        assert self.query() and end.query()
+        return (end.at - self.at) * 1000.0  # milliseconds, as CUDA's
+
+
+def test_cuda_clock_reads_only_what_the_device_finished(monkeypatch):
+    from graddoctor.monitor._clock import CudaClock
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    FakeEvent.now, FakeEvent.passed = 0.0, -1.0
+    clock = CudaClock(torch.device("cuda", 0))
+    token = clock.start()
+    FakeEvent.now = 0.25
+    clock.stop(token, WEIGHTS)
+    assert clock.collect() == {}  # queued, not finished: no wait
+    FakeEvent.passed = 1.0
+    assert clock.collect() == {WEIGHTS: pytest.approx(0.25)}
+    assert clock.collect() == {}
+    reused = clock.start()
+    assert isinstance(reused, FakeEvent) and len(clock._free) == 1  # events are reused

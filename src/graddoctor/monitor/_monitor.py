@@ -73,7 +73,7 @@ class Monitor(ManualSteps):
             one, call ``mon.step()`` after ``backward()``.
         path: the ``.gdr`` run file (default ``runs/run-<time>.gdr``).
         every: schedule of parameter statistics (int n = every n steps, or ``step -> bool``);
-            ``"auto"``: gradients every step, weights and updates as the budget allows.
+            ``"auto"``: gradient norms every step, max |g|, weights, updates as budgeted.
         activations_every: schedule of module statistics (forward/backward hooks);
             ``"auto"``: every 10 steps, or fewer as the budget allows.
         budget: the Monitor's share of the step time (0.03: 3%): over it, the ``"auto"``
