@@ -55,6 +55,7 @@ def show(
     from ._console import layer_table
 
     with guard(console), _opened(run_path) as run:
+        from ..monitor._budget import describe_schedule
         from ..views import layer_rows
 
         found, rows = layer_rows(run, step)
@@ -62,7 +63,10 @@ def show(
         table = layer_table(
             rows, found, title=f"{run_path} · step {found} of {int(last[-1]) if last.size else 0}"
         )
+        schedule = describe_schedule(run.meta.get("schedule"))
     console.print(table)
+    if schedule:
+        console.print(schedule, markup=False)
 
 
 def _opened(run_path: Path):

@@ -124,7 +124,10 @@ def loss_findings(view: RunView, context: dict) -> list[Finding]:
     """``diverging_loss``: the loss rising for a window of steps, or updates as large as the weights."""
     steps, losses = finite_losses(view)
     rising = _rising_window(losses)
-    ratios = view.total_update_ratio()
+    ratios, ratio_steps = view.total_update_ratio(), view.params.steps
+    if ratios.size == ratio_steps.size:  # steps whose weights were thinned hold no ratio
+        kept = ~np.isnan(ratios)
+        ratios, ratio_steps = ratios[kept], ratio_steps[kept]
     large = _large_updates(ratios)
     if rising is None and large is None:
         return []
@@ -134,7 +137,7 @@ def loss_findings(view: RunView, context: dict) -> list[Finding]:
         peak = int(np.argmax(smoothed))
         evidence.update(
             update_ratio_max=rounded(float(smoothed[peak])),
-            update_ratio_max_step=int(view.params.steps[peak]),
+            update_ratio_max_step=int(ratio_steps[peak]),
             usual_update_ratio=T.USUAL_UPDATE_RATIO,
         )
     if rising is not None:
@@ -160,7 +163,7 @@ def loss_findings(view: RunView, context: dict) -> list[Finding]:
         severity = "critical" if middle >= T.CRITICAL_LOSS_FACTOR * reference else "warning"
     else:
         first_index, length = large
-        first_step = int(view.params.steps[first_index])
+        first_step = int(ratio_steps[first_index])
         evidence.update(test="update_ratio", steps_above=length)
         message = (
             f"For {length} steps from step {first_step} each update changed the weights by more than "
