@@ -5,7 +5,8 @@ remedies/experiments -> report. Imports follow layers, and a module never import
 higher layer (``tests/test_layers.py`` checks it), low to high:
 
 0. ``_version``, ``_paths``, ``_modules`` (the module taxonomy), ``_foreach`` (grouping
-   and fused norms), ``_render_text``, ``_numbers``;
+   and fused norms), ``_render_text``, ``_numbers``, ``_findings`` (the Finding type),
+   ``_signals`` (the step-axis detectors as functions of arrays, run offline and live);
 1. ``probes`` (what is measured; the NaN replay), ``problem``;
 2. ``store`` (the run file);
 3. ``monitor`` (hooks, schedules, AMP, distributed reduction; writes the store);
@@ -20,11 +21,12 @@ Importing graddoctor never imports matplotlib, rich or typer.
 """
 
 from . import clip, init, theory
+from ._findings import GradDoctorWarning
 from ._version import __version__
 from .checkup import checkup
 from .diagnosis import Diagnosis, Finding, diagnose
 from .experiment import Comparison, TrialResult, compare
-from .monitor import Monitor, model_summary
+from .monitor import Guard, GuardGaveUp, Monitor, model_summary
 from .monitor.schedules import as_schedule, every_n, log_spaced
 from .probes.nonfinite_replay import NonfiniteReport, locate_nonfinite
 from .problem import Problem, train_step
@@ -42,6 +44,9 @@ __all__ = [
     "get_remedy",
     "Diagnosis",
     "Finding",
+    "GradDoctorWarning",
+    "Guard",
+    "GuardGaveUp",
     "Monitor",
     "NonfiniteReport",
     "checkup",
