@@ -78,7 +78,8 @@ class Guard:
         snapshot_every: steps between snapshots of the good state.
         snapshots_kept: how many snapshots to keep.
         snapshot_dir: a folder for the snapshots (None: in memory).
-        lr_factor, min_lr: each rollback multiplies every lr by ``lr_factor``, never below ``min_lr``.
+        lr_factor, min_lr: each rollback multiplies every lr by ``lr_factor`` (a decade, as the
+            ``lower_lr`` remedy), never below ``min_lr``.
         max_rollbacks: rollbacks allowed; trouble after that raises :class:`GuardGaveUp`.
     """
 
@@ -87,7 +88,7 @@ class Guard:
         spike_factor: float = 10.0, spike_window: int = 50, rollback: bool = True,
         bad_steps: int = 3, bad_window: int = 20, diverging: bool = True,
         snapshot_every: int = 50, snapshots_kept: int = 2,
-        snapshot_dir: str | os.PathLike | None = None, lr_factor: float = 0.5,
+        snapshot_dir: str | os.PathLike | None = None, lr_factor: float = 0.1,
         min_lr: float = 0.0, max_rollbacks: int = 3,
     ) -> None:  # fmt: skip
         self.nonfinite = _check("nonfinite", nonfinite, ("skip", None))
@@ -226,8 +227,8 @@ class Guard:
         if self.rollbacks >= self.max_rollbacks:
             self._event(step, "guard_gave_up", reason=reason, rollbacks=self.rollbacks, lr=lrs)
             raise GuardGaveUp(
-                f"graddoctor Guard gave up at step {step}: {reason} came back after {self.rollbacks} "
-                f"rollbacks (lr now {lrs[0]:.3g}). Lower the learning rate, or run `graddoctor diagnose` "
+                f"graddoctor Guard gave up at step {step}: {reason}, after {self.rollbacks} of "
+                f"{self.max_rollbacks} rollbacks allowed (lr now {lrs[0]:.3g}). Lower the learning rate, or run `graddoctor diagnose` "
                 f"on {self._monitor.path}."
             )
         restored = self._snapshots.restore(since)
