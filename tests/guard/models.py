@@ -17,7 +17,9 @@ class TinyGPT(nn.Module):
         self.tokens = nn.Embedding(VOCAB, width)
         self.positions = nn.Embedding(CONTEXT, width)
         self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
+            nn.TransformerEncoderLayer(
+                width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True
+            )
             for _ in range(layers)
         )
         self.norm = nn.LayerNorm(width)
@@ -32,7 +34,9 @@ class TinyGPT(nn.Module):
         return self.head(self.norm(x))
 
 
-def markov_batches(steps: int, batch: int = 16, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def markov_batches(
+    steps: int, batch: int = 16, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Sequences from a fixed random Markov chain (its entropy is the floor of the loss)."""
     g = torch.Generator().manual_seed(seed)
     transitions = torch.softmax(3 * torch.randn(VOCAB, VOCAB, generator=g), dim=1)

@@ -116,12 +116,18 @@ def test_a_spike_is_clipped_to_k_times_the_running_median(tmp_path):
             optimizer.zero_grad()
             x = torch.randn(16, 6) * (1000.0 if step == 7 else 1.0)
             F.mse_loss(model(x), torch.zeros(16, 1)).backward()
-            norms.append(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()])).item())
+            norms.append(
+                torch.linalg.vector_norm(
+                    torch.cat([p.grad.flatten() for p in model.parameters()])
+                ).item()
+            )
             if step == 7:
                 copies = [nn.Parameter(p.detach().clone()) for p in model.parameters()]
                 for c, p in zip(copies, model.parameters(), strict=True):
                     c.grad = p.grad.clone()
-                threshold = 4.0 * torch.tensor(norms[2:7]).median().item()  # the last 5 accepted norms
+                threshold = (
+                    4.0 * torch.tensor(norms[2:7]).median().item()
+                )  # the last 5 accepted norms
                 torch.nn.utils.clip_grad_norm_(copies, threshold)  # PyTorch's clip, as reference
                 expected = [c.detach() - 0.1 * c.grad for c in copies]
             optimizer.step()
@@ -138,7 +144,9 @@ def test_nanogpt_at_a_too_high_learning_rate_is_rolled_back_and_recovers(tmp_pat
     def train(guard):
         torch.manual_seed(0)
         model = TinyGPT()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1.0, betas=(0.9, 0.95), weight_decay=0.1)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=1.0, betas=(0.9, 0.95), weight_decay=0.1
+        )
         losses = []
         with gd.Monitor(model, optimizer, path=tmp_path / f"{guard is None}.gdr", guard=guard,
                         activations_every=None) as mon:  # fmt: skip

@@ -49,6 +49,7 @@ def show(
     step: int | None = typer.Option(None, "--step", help="the step to show (default: the last)"),
 ) -> None:
     """Per-layer table of one recorded step, in depth order, with a log10 gradient-norm bar."""
+    from ..monitor.guard import guard_events
     from ..store import open_run
     from ..views import layer_rows
     from ._console import layer_table
@@ -60,7 +61,11 @@ def show(
         table = layer_table(
             rows, found, title=f"{run_path} · step {found} of {int(last[-1]) if last.size else 0}"
         )
+        interventions = guard_events(run)
     console.print(table)
+    for event in interventions:  # what the training Guard did (graddoctor.Guard)
+        detail = event.get("reason") or f"norm {event.get('grad_norm', 0):.3g} > {event.get('threshold', 0):.3g}"
+        console.print(f"step {event['step']}: {event['kind'].replace('_', ' ')} ({detail})", markup=False)
 
 
 def _report(diagnosis, as_json: bool) -> None:

@@ -18,7 +18,8 @@ JSON schema ``graddoctor.diagnosis/2``::
          "message": str, "remedies": [str],
          "source": {"module": str, "direction": "forward" | "backward" | "loss" | "parameter" | "input",
                     "step": int, "localised": bool} | null}
-      ]
+      ],
+      "guard": {"counts": {kind: int}, "events": [{"step": int, "kind": str, ...}]}  # only when a Guard acted
     }
 
 Version 2 added ``status``, ``insufficient_data`` and ``limits``: ``healthy`` is true only when the
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._findings import SEVERITIES, Finding
-from .._findings import jsonable as _jsonable  # noqa: F401  (experiment reads it here)
+from .._findings import jsonable as _jsonable  # experiment reads it here too
 
 SCHEMA = "graddoctor.diagnosis/2"
 # the verdict of a diagnosis, and the exit code of ``graddoctor checkup/diagnose`` for it
@@ -110,6 +111,17 @@ class Diagnosis:
 
     @property
     def summary(self) -> str:
+        guard = self.extra.get("guard")
+        if guard:
+            done = ", ".join(
+                f"{n} {k.removeprefix('guard_').replace('_', ' ')}"
+                for k, n in guard["counts"].items()
+            )
+            return self._verdict_summary + f" The Guard intervened: {done}."
+        return self._verdict_summary
+
+    @property
+    def _verdict_summary(self) -> str:
         if self.status == "insufficient_data":
             return "Not enough evidence to judge the run: " + "; ".join(self.insufficient) + "."
         if self.healthy:
@@ -140,6 +152,7 @@ class Diagnosis:
             "steps": self.steps,
             "summary": self.summary,
             "findings": [f.to_dict() for f in self.findings],
+            **({"guard": _jsonable(self.extra["guard"])} if "guard" in self.extra else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:

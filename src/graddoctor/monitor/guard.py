@@ -54,6 +54,11 @@ EVENTS = ("guard_skipped", "guard_clipped", "guard_rollback", "guard_gave_up")
 SPIKE_MIN_HISTORY = 5  # accepted norms before a spike can be called
 
 
+def guard_events(run: Any) -> list[dict[str, Any]]:
+    """The Guard's events of a recorded run (an ``open_run`` result), in the order they happened."""
+    return [event for event in run.events() if event["kind"] in EVENTS]
+
+
 class GuardGaveUp(RuntimeError):
     """The Guard rolled back ``max_rollbacks`` times and the trouble came back."""
 
@@ -93,7 +98,11 @@ class Guard:
     ) -> None:  # fmt: skip
         self.nonfinite = _check("nonfinite", nonfinite, ("skip", None))
         self.spikes = _check("spikes", spikes, ("clip", "skip", None))
-        if spike_factor <= 1 or spike_window < SPIKE_MIN_HISTORY or min(bad_steps, bad_window, snapshot_every) < 1:
+        if (
+            spike_factor <= 1
+            or spike_window < SPIKE_MIN_HISTORY
+            or min(bad_steps, bad_window, snapshot_every) < 1
+        ):
             raise ValueError("Guard needs spike_factor > 1, spike_window >= 5 and bad_steps, "
                              "bad_window, snapshot_every >= 1")  # fmt: skip
         if not 0 < lr_factor <= 1:
@@ -102,7 +111,11 @@ class Guard:
         self.rollback, self.diverging = bool(rollback), bool(diverging)
         self.bad_steps, self.bad_window = int(bad_steps), int(bad_window)
         self.snapshot_every, self.snapshots_kept = int(snapshot_every), int(snapshots_kept)
-        self.snapshot_dir, self.lr_factor, self.min_lr = snapshot_dir, float(lr_factor), float(min_lr)
+        self.snapshot_dir, self.lr_factor, self.min_lr = (
+            snapshot_dir,
+            float(lr_factor),
+            float(min_lr),
+        )
         self.max_rollbacks = int(max_rollbacks)
         self.interventions: list[dict[str, Any]] = []  # every event, also kept here
         self.rollbacks = 0
@@ -124,19 +137,30 @@ class Guard:
         self._bad: deque[int] = deque()
         self._losses: list[tuple[int, float]] = []
         self._pending_losses: list[Any] = []
-        self._rise_begin, self._last_snapshot = 1, -self.snapshot_every  # a snapshot at the first step
+        self._rise_begin, self._last_snapshot = (
+            1,
+            -self.snapshot_every,
+        )  # a snapshot at the first step
         self._snapshots = None
         if self.rollback and monitor.layout.mode == "sharded":
-            warnings.warn("graddoctor Guard: no rollback of a sharded (FSDP) model", GradDoctorWarning, stacklevel=3)
+            warnings.warn(
+                "graddoctor Guard: no rollback of a sharded (FSDP) model",
+                GradDoctorWarning,
+                stacklevel=3,
+            )
             self.rollback = False
         if self.rollback:
-            self._snapshots = Snapshots(monitor.model, optimizer, self.snapshots_kept, self.snapshot_dir)
+            self._snapshots = Snapshots(
+                monitor.model, optimizer, self.snapshots_kept, self.snapshot_dir
+            )
         return _Unwrap(self, optimizer)
 
     def observe_loss(self, value: Any) -> None:
         """A loss the loop logged (kept on the device until the next step's verdict)."""
         if value is not None and self._monitor is not None:
-            self._pending_losses.append(value.detach() if isinstance(value, torch.Tensor) else float(value))
+            self._pending_losses.append(
+                value.detach() if isinstance(value, torch.Tensor) else float(value)
+            )
 
     # -- the step -----------------------------------------------------------------------
     def _step(self, original: Any, *args: Any, **kwargs: Any) -> Any:
@@ -145,13 +169,26 @@ class Guard:
         if closure is not None:  # gradients exist once the closure ran: run it once, here
             with torch.enable_grad():
                 loss = closure()
-            args, kwargs = (), {**{k: v for k, v in kwargs.items() if k != "closure"}, "closure": lambda: loss}
+            evaluated = [False]
+
+            def replayed() -> Any:  # its first evaluation is this one; LBFGS's later ones are real
+                if evaluated[0]:
+                    return closure()
+                evaluated[0] = True
+                return loss
+
+            args, kwargs = (
+                (),
+                {**{k: v for k, v in kwargs.items() if k != "closure"}, "closure": replayed},
+            )
         try:
             take = self._judge(self._monitor.step_index)
         except GuardGaveUp:
             raise
         except Exception as err:  # a fault of the Guard never stops training
-            warnings.warn(f"graddoctor Guard: step not judged: {err!r}", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"graddoctor Guard: step not judged: {err!r}", RuntimeWarning, stacklevel=3
+            )
             take = True
         if not take:
             monitor = self._monitor
@@ -179,10 +216,16 @@ class Guard:
             self._mark_bad(step)
             take = False
         elif verdict.grads_finite:
-            spike, median = is_spike(verdict.grad_norm, np.asarray(self._history), self.spike_factor, SPIKE_MIN_HISTORY)
+            spike, median = is_spike(
+                verdict.grad_norm, np.asarray(self._history), self.spike_factor, SPIKE_MIN_HISTORY
+            )
             if spike and self.spikes:
                 threshold = self.spike_factor * median
-                evidence = {"grad_norm": verdict.grad_norm, "threshold": threshold, "running_median": median}
+                evidence = {
+                    "grad_norm": verdict.grad_norm,
+                    "threshold": threshold,
+                    "running_median": median,
+                }
                 if self.spikes == "clip":
                     torch._foreach_mul_(grads, threshold / verdict.grad_norm)
                     self._event(step, "guard_clipped", **evidence)
@@ -196,7 +239,12 @@ class Guard:
         if trouble is not None:
             self._roll_back(step, *trouble)
             return False
-        if take and self._snapshots is not None and not self._bad and step - self._last_snapshot >= self.snapshot_every:
+        if (
+            take
+            and self._snapshots is not None
+            and not self._bad
+            and step - self._last_snapshot >= self.snapshot_every
+        ):
             self._snapshots.take(step)
             self._last_snapshot = step
         return take
@@ -219,7 +267,9 @@ class Guard:
             self._rise_begin = max(1, len(losses) - LOSS_WINDOW + 1)
             if rising is not None:
                 start, test, reference = rising
-                return f"diverging loss ({test.replace('_', ' ')} {reference:.3g})", self._losses[start][0]
+                return f"diverging loss ({test.replace('_', ' ')} {reference:.3g})", self._losses[
+                    start
+                ][0]
         return None
 
     def _roll_back(self, step: int, reason: str, since: int) -> None:
@@ -247,7 +297,10 @@ class Guard:
         self._last_snapshot = step if restored is None else restored
 
     def _event(self, step: int, kind: str, **payload: Any) -> None:
-        payload = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in payload.items()}
+        payload = {
+            k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))
+            for k, v in payload.items()
+        }
         self.interventions.append({"step": step, "kind": kind, **payload})
         self._monitor.writer.add_event(step, kind, payload)
 
@@ -267,6 +320,7 @@ class _Unwrap:
         optimizer.step = guarded_step
 
     def remove(self) -> None:
+        self.guard._monitor = None  # the Guard may protect the next run (a second fit)
         if self._had_attribute:
             self.optimizer.step = self._saved
         else:
@@ -275,4 +329,4 @@ class _Unwrap:
             self.guard._snapshots.clear()
 
 
-__all__ = ["EVENTS", "Guard", "GuardGaveUp"]
+__all__ = ["EVENTS", "Guard", "GuardGaveUp", "guard_events"]

@@ -83,10 +83,14 @@ class LiveFindings:
             skipped = self._amp_skipped()
             for step, kind, name, rows, values in batch:
                 if kind == "stats" and name == PARAMETERS and step not in skipped:
-                    self._parameters(step, dict(zip(rows, values.reshape(len(rows), -1), strict=True)))
+                    self._parameters(
+                        step, dict(zip(rows, values.reshape(len(rows), -1), strict=True))
+                    )
             self._detect()
         except Exception as err:  # a live finding is a bonus: the run file is what counts
-            warnings.warn(f"graddoctor: live findings stopped: {err!r}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"graddoctor: live findings stopped: {err!r}", RuntimeWarning, stacklevel=2
+            )
             self.observe = lambda batch: None  # type: ignore[method-assign]
 
     def _amp_skipped(self) -> set[int]:
@@ -164,10 +168,14 @@ class LiveFindings:
         end = first_index(~np.isfinite(losses))
         losses = losses[:end] if end is not None else losses
         loss_steps = np.asarray(loss_steps[: len(losses)], dtype=np.int64)
-        self._loss_medians += list(running_median(losses, LOSS_MEDIAN_WINDOW, len(self._loss_medians)))
+        self._loss_medians += list(
+            running_median(losses, LOSS_MEDIAN_WINDOW, len(self._loss_medians))
+        )
         ratios = np.asarray(self._ratio)
         finite = np.where(np.isfinite(ratios), ratios, 0.0)
-        self._ratio_medians += list(running_median(finite, LOSS_MEDIAN_WINDOW, len(self._ratio_medians)))
+        self._ratio_medians += list(
+            running_median(finite, LOSS_MEDIAN_WINDOW, len(self._ratio_medians))
+        )
         rising = rising_window(losses, self._begin["rise"], np.asarray(self._loss_medians))
         self._begin["rise"] = max(1, len(losses) - LOSS_WINDOW + 1)
         large = large_updates(ratios, np.asarray(self._ratio_medians))
