@@ -34,7 +34,7 @@ VARIANTS = ("bare", "monitor", "monitor+guard")
 
 
 def _variant(name: str, model: nn.Module, folder: Path):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     if name == "bare":
         return model, optimizer, None
     guard = Guard(snapshot_every=50) if name == "monitor+guard" else None
@@ -48,9 +48,10 @@ def _variant(name: str, model: nn.Module, folder: Path):
     return model, optimizer, monitor
 
 
-def measure(build, steps: int, folder: Path) -> dict[str, float]:
+def measure(build, steps: int, folder: Path, device: str = "cpu") -> dict[str, float]:
     """Median step time of each variant, the variants taking turns every step."""
     base, x, y, loss_fn = build()
+    base, x, y = base.to(device), x.to(device), y.to(device)
     runs = {name: _variant(name, copy.deepcopy(base), folder) for name in VARIANTS}
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for step in range(steps + 10):
@@ -62,14 +63,17 @@ def measure(build, steps: int, folder: Path) -> dict[str, float]:
             optimizer.step()
             if monitor is not None:
                 monitor.log(loss=loss)
+            if device == "cuda":
+                torch.cuda.synchronize()
             if step >= 10:  # the first steps warm up allocators and caches
                 times[name].append(time.perf_counter() - start)
     for _, _, monitor in runs.values():
         if monitor is not None:
-            if monitor.guard is not None and monitor.guard.interventions:
-                print("interventions:", monitor.guard.interventions[:3])
             monitor.close()
-    return {name: statistics.median(values) for name, values in times.items()}
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    guard = runs["monitor+guard"][2].guard
+    medians["interventions"] = len(guard.interventions)  # spikes of the repeated batch, if any
+    return medians
 
 
 def main() -> None:
@@ -79,15 +83,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
-    print(
-        f"{'model':<20} {'bare ms':>8} {'monitor':>8} {'+guard':>8} {'mon/bare':>9} {'guard/mon':>10}"
-    )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device {device}, {args.threads} threads, {args.steps} steps")
+    print(f"{'model':<20} {'bare ms':>8} {'monitor':>8} {'+guard':>8} {'mon/bare':>9} {'guard/mon':>10} {'acted':>6}")
     with tempfile.TemporaryDirectory() as folder:
         for label, build in MODELS.items():
             torch.manual_seed(0)
-            t = measure(build, args.steps, Path(folder))
+            t = measure(build, args.steps, Path(folder), device)
             print(f"{label:<20} {t['bare'] * 1e3:8.2f} {t['monitor'] * 1e3:8.2f} {t['monitor+guard'] * 1e3:8.2f} "
-                  f"{t['monitor'] / t['bare']:9.3f} {t['monitor+guard'] / t['monitor']:10.3f}")  # fmt: skip
+                  f"{t['monitor'] / t['bare']:9.3f} {t['monitor+guard'] / t['monitor']:10.3f} "
+                  f"{t['interventions']:6d}")  # fmt: skip
 
 
 if __name__ == "__main__":
