@@ -182,3 +182,28 @@ def test_snapshots_on_disk_are_restored_and_removed(tmp_path):
     model, _ = _train(exploding_problem(), tmp_path / "d.gdr", guard, epochs=2)
     assert guard.rollbacks >= 1 and all(torch.isfinite(p).all() for p in model.parameters())
     assert list((tmp_path / "snaps").iterdir()) == []
+
+
+def test_the_guard_composes_with_gradscaler(tmp_path):
+    """GradScaler skips its own NaN step (the Guard never sees it); the Guard clips a spike it lets through."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    guard = gd.Guard(spike_factor=5.0, rollback=False)
+    with gd.Monitor(model, optimizer, path=tmp_path / "amp.gdr", scaler=scaler, guard=guard) as mon:
+        for step in range(12):
+            x = torch.randn(8, 4)
+            if step == 6:
+                x[0, 0] = float("nan")
+            optimizer.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = (model(x).float() - 1).pow(2).mean() * (1e3 if step == 9 else 1.0)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            mon.log(loss=loss)
+    assert [(e["step"], e["kind"]) for e in guard.interventions] == [(9, "guard_clipped")]
+    steps, skipped = gd.open_run(tmp_path / "amp.gdr").scalars("amp_skipped")
+    assert steps[skipped > 0].tolist() == [6]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
