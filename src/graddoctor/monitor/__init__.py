@@ -11,7 +11,7 @@
   statistics.
 * ``distributed``: who records under DDP / FSDP, and global statistics from shards.
 * ``live``: the step-axis findings reported while training runs (``on_finding``).
-* ``guard``: the training ``Guard`` (skip, clip, roll back; ``_verdict``, ``_snapshots``).
+* ``guard``: the training ``Guard`` (skip, clip, roll back; ``_verdict``, ``_snapshots``, ``_guarded_step``).
 """
 
 from ..probes.structure import model_summary

@@ -45,6 +45,7 @@ from .._findings import GradDoctorWarning
 from .._signals.gradients import is_spike
 from .._signals.loss import rising_window
 from .._signals.thresholds import LOSS_WINDOW
+from ._guarded_step import GuardedStep
 from ._optimizers import step_closure
 from ._snapshots import Snapshots
 from ._verdict import nonfinite_parameters, optimizer_grads, step_verdict
@@ -122,7 +123,7 @@ class Guard:
         self._monitor: Any = None
 
     # -- lifetime -----------------------------------------------------------------------
-    def attach(self, monitor: Any, optimizer: torch.optim.Optimizer | None = None) -> _Unwrap:
+    def attach(self, monitor: Any, optimizer: torch.optim.Optimizer | None = None) -> GuardedStep:
         """Wrap ``optimizer.step`` (default: the Monitor's) until the returned handle's ``remove()``."""
         optimizer = optimizer if optimizer is not None else monitor.optimizer
         if optimizer is None:
@@ -153,7 +154,7 @@ class Guard:
             self._snapshots = Snapshots(
                 monitor.model, optimizer, self.snapshots_kept, self.snapshot_dir
             )
-        return _Unwrap(self, optimizer)
+        return GuardedStep(self, optimizer)
 
     def observe_loss(self, value: Any) -> None:
         """A loss the loop logged (kept on the device until the next step's verdict)."""
@@ -303,30 +304,6 @@ class Guard:
         }
         self.interventions.append({"step": step, "kind": kind, **payload})
         self._monitor.writer.add_event(step, kind, payload)
-
-
-class _Unwrap:
-    """The handle of a guarded optimizer: ``remove()`` gives ``optimizer.step`` back."""
-
-    def __init__(self, guard: Guard, optimizer: torch.optim.Optimizer) -> None:
-        self.guard, self.optimizer = guard, optimizer
-        self._had_attribute = "step" in vars(optimizer)
-        original = optimizer.step  # the bound (hook-running) step, or a wrapper's own
-
-        def guarded_step(*args: Any, **kwargs: Any) -> Any:
-            return guard._step(original, *args, **kwargs)
-
-        self._saved = vars(optimizer).get("step")
-        optimizer.step = guarded_step
-
-    def remove(self) -> None:
-        self.guard._monitor = None  # the Guard may protect the next run (a second fit)
-        if self._had_attribute:
-            self.optimizer.step = self._saved
-        else:
-            vars(self.optimizer).pop("step", None)
-        if self.guard._snapshots is not None:
-            self.guard._snapshots.clear()
 
 
 __all__ = ["EVENTS", "Guard", "GuardGaveUp", "guard_events"]
