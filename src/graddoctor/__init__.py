@@ -5,7 +5,9 @@ remedies/experiments -> report. Imports follow layers, and a module never import
 higher layer (``tests/test_layers.py`` checks it), low to high:
 
 0. ``_version``, ``_paths``, ``_modules`` (the module taxonomy), ``_foreach`` (grouping
-   and fused norms), ``_render_text``, ``_numbers``, ``_windows`` (sliding-window medians);
+   and fused norms), ``_render_text``, ``_numbers``, ``_windows`` (sliding-window medians),
+   ``_findings`` (the Finding type), ``_signals`` (the step-axis detectors as functions
+   of arrays, run offline and live);
 1. ``probes`` (what is measured; the NaN replay), ``problem``;
 2. ``store`` (the run file);
 3. ``monitor`` (hooks, schedules, AMP, distributed reduction; writes the store);
@@ -44,6 +46,9 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "Diagnosis": (".diagnosis", "Diagnosis"),
     "Finding": (".diagnosis", "Finding"),
     "Monitor": (".monitor", "Monitor"),
+    "Guard": (".monitor", "Guard"),
+    "GuardGaveUp": (".monitor", "GuardGaveUp"),
+    "GradDoctorWarning": ("._findings", "GradDoctorWarning"),
     "NonfiniteReport": (".probes.nonfinite_replay", "NonfiniteReport"),
     "checkup": (".checkup", "checkup"),
     "clip": (".clip", None),
@@ -68,7 +73,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time names resolve 
     from .checkup import checkup
     from .diagnosis import Diagnosis, Finding, diagnose
     from .experiment import Comparison, TrialResult, compare
-    from .monitor import Monitor, model_summary
+    from ._findings import GradDoctorWarning
+    from .monitor import Guard, GuardGaveUp, Monitor, model_summary
     from .monitor.schedules import as_schedule, every_n, log_spaced
     from .probes.nonfinite_replay import NonfiniteReport, locate_nonfinite
     from .problem import Problem, train_step
@@ -135,6 +141,9 @@ __all__ = [
     "get_remedy",
     "Diagnosis",
     "Finding",
+    "GradDoctorWarning",
+    "Guard",
+    "GuardGaveUp",
     "Monitor",
     "NonfiniteReport",
     "checkup",

@@ -56,6 +56,7 @@ def show(
 
     with guard(console), _opened(run_path) as run:
         from ..monitor._budget import describe_schedule
+        from ..monitor.guard import guard_events
         from ..views import layer_rows
 
         found, rows = layer_rows(run, step)
@@ -64,9 +65,13 @@ def show(
             rows, found, title=f"{run_path} · step {found} of {int(last[-1]) if last.size else 0}"
         )
         schedule = describe_schedule(run.meta.get("schedule"))
+        interventions = guard_events(run)
     console.print(table)
     if schedule:
         console.print(schedule, markup=False)
+    for event in interventions:  # what the training Guard did (graddoctor.Guard)
+        detail = event.get("reason") or f"norm {event.get('grad_norm', 0):.3g} > {event.get('threshold', 0):.3g}"
+        console.print(f"step {event['step']}: {event['kind'].replace('_', ' ')} ({detail})", markup=False)
 
 
 def _opened(run_path: Path):

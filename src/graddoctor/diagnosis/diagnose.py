@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from ..remedies.frameworks import framework_note
+from ..monitor.guard import guard_events
 from ..store import Run, open_run
 from ..views import RunView, load_view
 from . import thresholds as T
@@ -145,12 +146,19 @@ def _diagnose_view(view: RunView) -> Diagnosis:
     findings = findings_of(view, context)
     steps = view.run.steps()
     insufficient, limits = evidence_gaps(view)
+    extra = {"zero_lr": context["zero_lr"]} if context["zero_lr"] else {}
+    interventions = guard_events(view.run)
+    if interventions:  # what the training Guard did while the run was recorded
+        counts = {
+            e["kind"]: sum(x["kind"] == e["kind"] for x in interventions) for e in interventions
+        }
+        extra["guard"] = {"counts": counts, "events": interventions[:20]}
     return Diagnosis(
         findings,
         run_path=str(view.path),
         model=view.model_type,
         steps=int(steps[-1]) + 1 if steps.size else 0,
-        extra={"zero_lr": context["zero_lr"]} if context["zero_lr"] else {},
+        extra=extra,
         insufficient=insufficient,
         limits=limits,
     )

@@ -50,6 +50,7 @@ from ._step import StepMeasurements
 from ._watched import resolve
 from .amp import ScalerWatch, amp_attributes, check_scaler, scaler_stepped
 from .distributed import detect_layout
+from .live import LiveFindings
 from .schedules import Schedule
 
 STEP = ("the step's statistics",)  # what a failure outside any one measurement loses
@@ -88,6 +89,8 @@ class Monitor(ManualSteps):
         distributed: ``"auto"`` (detect DDP / FSDP once ``torch.distributed`` is
             initialised), ``"replicated"``, ``"sharded"``, or ``"off"`` (every process
             records its own run; give each its own path).
+        guard: a :class:`~graddoctor.Guard` protecting the run (skip, clip, roll back).
+        on_finding: called with each live :class:`~graddoctor.Finding` (``monitor.live``).
     """
 
     def __init__(
@@ -107,6 +110,8 @@ class Monitor(ManualSteps):
         overwrite: bool = False,
         scaler: Any = None,
         distributed: str = "auto",
+        guard: Any = None,
+        on_finding: Any = None,
     ) -> None:
         watched = resolve(model, optimizer, modules, activations_every)
         optimizer, names = watched.optimizer, watched.names
@@ -148,12 +153,16 @@ class Monitor(ManualSteps):
             self.path, self.layout.recording, commit_every, commit_seconds, overwrite, header
         )
         self.writer = self._pending.writer
+        self.live, self.guard = LiveFindings(names, on_finding), guard
+        self._pending.live = self.live
         try:  # a Monitor that fails from here leaves no file and no hook behind
             self._pending.failsafe = self.failsafe
             self._pending.start(names, self.probes.activations.names)
             if optimizer is not None:
                 self._handles.append(optimizer.register_step_pre_hook(self._on_pre_step))
                 self._handles.append(optimizer.register_step_post_hook(self._on_post_step))
+            if guard is not None:
+                self._handles.append(guard.attach(self))
             if scaler is not None:
                 self._handles.append(ScalerWatch(scaler, self._on_scaler_step))
             self._arm()
@@ -244,6 +253,8 @@ class Monitor(ManualSteps):
             self._pending.check(name, value)
         for name, value in scalars.items():
             self._pending.scalar(target, name, value)
+        if self.guard is not None:
+            self.guard.observe_loss(scalars.get("loss"))
 
     def flush(self) -> None:
         """Move pending statistics to the host (one transfer) and commit them to the run file."""
