@@ -23,8 +23,14 @@ $(DEV_STAMP): $(STAMP)
 	$(PIP) install --quiet -e ".[dev]"
 	touch $@
 
-demo: $(STAMP)
-	$(VENV)/bin/graddoctor demo
+# the demo also runs the lecture's Keras MLP (keras-lecture) on Keras' torch backend
+KERAS_STAMP := $(VENV)/.installed-keras
+$(KERAS_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[keras]"
+	touch $@
+
+demo: $(KERAS_STAMP)
+	KERAS_BACKEND=torch $(VENV)/bin/graddoctor demo
 
 # The report's browser test needs Debian's chromium; install it where we can (root on a
 # Debian-like system), otherwise that one test skips and says why.
@@ -36,7 +42,7 @@ browser:
 	  else echo "chromium missing and not installable here: the browser test will skip"; fi; }
 
 test: $(DEV_STAMP) browser
-	$(PY) -m pytest -q
+	KERAS_BACKEND=torch $(PY) -m pytest -q
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

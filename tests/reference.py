@@ -317,3 +317,16 @@ class NaiveTimeGradRecorder:
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+def running_median(values, window: int) -> list[float]:
+    """The median of the last ``window`` values at each index, one slice at a time."""
+    out = []
+    for i in range(len(values)):
+        chunk = sorted(values[max(0, i - window + 1) : i + 1])
+        if any(v != v for v in chunk):  # NaN
+            out.append(float("nan"))
+            continue
+        middle = len(chunk) // 2
+        out.append(chunk[middle] if len(chunk) % 2 else (chunk[middle - 1] + chunk[middle]) / 2)
+    return out

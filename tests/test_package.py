@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 def test_import_does_not_pull_heavy_optional_modules():
     code = (
         "import sys, graddoctor\n"
-        "heavy = [m for m in ('matplotlib', 'rich', 'typer') if m in sys.modules]\n"
+        "heavy = [m for m in ('matplotlib', 'rich', 'typer', 'keras') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

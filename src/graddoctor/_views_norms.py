@@ -53,7 +53,24 @@ def module_quadrature(
     with np.errstate(over="ignore"):
         squares = np.where(measured, np.square(values), 0.0)
     out = np.full((values.shape[0], len(groups)), np.nan)
-    for j, columns in enumerate(groups.values()):
-        any_measured = measured[:, columns].any(axis=1)
-        out[any_measured, j] = np.sqrt(squares[any_measured][:, columns].sum(axis=1))
+    kept = [j for j, columns in enumerate(groups.values()) if columns]  # an empty group is NaN
+    if not kept or values.shape[0] == 0:
+        return out
+    nonempty = {name: columns for name, columns in groups.items() if columns}
+    sums = reduce_groups(np.add, squares, nonempty)
+    any_measured = reduce_groups(np.logical_or, measured, nonempty)
+    out[:, kept] = np.where(any_measured, np.sqrt(sums), np.nan)
     return out
+
+
+def reduce_groups(ufunc: np.ufunc, values: np.ndarray, groups: dict[str, list[int]]) -> np.ndarray:
+    """``ufunc`` reduced over each group's columns, ``[S, P] -> [S, len(groups)]``, in one pass.
+
+    Args:
+        ufunc: a binary ufunc (``np.add``, ``np.logical_or``, ``np.fmax``...).
+        values: ``[S, P]``.
+        groups: name -> columns, none of them empty; the output follows its order.
+    """
+    columns = [c for cols in groups.values() for c in cols]
+    starts = np.cumsum([0] + [len(cols) for cols in groups.values()])[:-1]
+    return ufunc.reduceat(values[:, columns], starts, axis=1)

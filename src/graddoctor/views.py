@@ -27,7 +27,7 @@ import numpy as np
 
 from ._modules import WEIGHT_LAYER, families_of_type_name
 from ._views_groups import Series, StatGroup
-from ._views_norms import group_by_owner, module_quadrature, owner_module
+from ._views_norms import group_by_owner, module_quadrature, owner_module, reduce_groups
 from ._views_rows import LayerRow, rows_at
 from .probes.activations import ACTIVATION_STATS
 from .probes.parameters import PARAMETER_STATS
@@ -97,7 +97,7 @@ class RunView:
         """Whether ``stat`` was declared and has at least one recorded step."""
         if stat in self._series:
             return self._series[stat][0].size > 0
-        return stat in self.stat_names and self.run.steps(stat).size > 0
+        return stat in self.stat_names and self.run.count(stat) > 0
 
     def has_scalar(self, name: str) -> bool:
         """Whether the scalar ``name`` (e.g. ``"loss"``) was recorded at least once."""
@@ -208,8 +208,8 @@ class RunView:
         groups = self.parameter_groups(params)
         norms = module_quadrature(grad_norm, groups, measured)
         with np.errstate(invalid="ignore"):
-            bad_counts = np.stack([(counts[:, c] > 0).any(axis=1) for c in groups.values()], axis=1)
-        any_measured = np.stack([measured[:, c].any(axis=1) for c in groups.values()], axis=1)
+            bad_counts = reduce_groups(np.logical_or, counts > 0, groups)
+        any_measured = reduce_groups(np.logical_or, measured, groups)
         nonfinite = bad_counts | (any_measured & ~np.isfinite(norms))
         return steps, list(groups), norms, nonfinite
 

@@ -128,9 +128,9 @@ def test_training_is_unchanged_and_gradients_are_measured_once_per_step(tmp_path
     calls = {"n": 0}
     real = ParameterProbe.measure_grads
 
-    def counted(self):
+    def counted(self, *args, **kwargs):
         calls["n"] += 1
-        return real(self)
+        return real(self, *args, **kwargs)
 
     monkeypatch.setattr(ParameterProbe, "measure_grads", counted)
     model, twin = mlp(), mlp()

@@ -1,5 +1,8 @@
 """The ``graddoctor`` command: a thin typer layer over the library.
 
+It starts without torch: ``--help`` and bad options answer in a fraction of a second, and
+each command imports the library in its body, after its options are checked.
+
 Each command checks its options, calls the library and prints; the printing lives beside
 it: ``_console`` (the per-layer table), ``_progress`` (progress bars), ``_demo`` (what
 ``graddoctor demo`` shows) and ``_run_command`` (``graddoctor run``). ``_errors`` turns
@@ -49,18 +52,33 @@ def show(
     step: int | None = typer.Option(None, "--step", help="the step to show (default: the last)"),
 ) -> None:
     """Per-layer table of one recorded step, in depth order, with a log10 gradient-norm bar."""
-    from ..store import open_run
-    from ..views import layer_rows
     from ._console import layer_table
 
-    with guard(console):
-        run = open_run(run_path)
+    with guard(console), _opened(run_path) as run:
+        from ..monitor._budget import describe_schedule
+        from ..monitor.guard import guard_events
+        from ..views import layer_rows
+
         found, rows = layer_rows(run, step)
         last = run.steps()
         table = layer_table(
             rows, found, title=f"{run_path} · step {found} of {int(last[-1]) if last.size else 0}"
         )
+        schedule = describe_schedule(run.meta.get("schedule"))
+        interventions = guard_events(run)
     console.print(table)
+    if schedule:
+        console.print(schedule, markup=False)
+    for event in interventions:  # what the training Guard did (graddoctor.Guard)
+        detail = event.get("reason") or f"norm {event.get('grad_norm', 0):.3g} > {event.get('threshold', 0):.3g}"
+        console.print(f"step {event['step']}: {event['kind'].replace('_', ' ')} ({detail})", markup=False)
+
+
+def _opened(run_path: Path):
+    """The run, opened by the store alone: a missing or bad file is told before torch is imported."""
+    from ..store import open_run
+
+    return open_run(run_path)
 
 
 def _report(diagnosis, as_json: bool) -> None:
@@ -88,12 +106,12 @@ def checkup(
     out: Path | None = typer.Option(None, "--out", "-o", help="run file to write"),
 ) -> None:
     """Train a copy of the problem's model briefly and diagnose it. Exit 0 healthy, 1 findings, 2 bad input, 3 insufficient data."""
-    from ..checkup import checkup as run_checkup
-
     check_range(console, "--steps", steps, 1, MAX_STEPS)
     if out is not None:
         output_file(console, "--out", out, "checkup.gdr")
     problem = _problem(target)
+    from ..checkup import checkup as run_checkup
+
     with guard(console, f"the checkup of {target} failed: "):
         diagnosis = run_checkup(problem, steps=steps, run_path=out)
     _report(diagnosis, as_json)
@@ -107,10 +125,10 @@ def diagnose(
     as_json: bool = typer.Option(False, "--json", help="print Diagnosis.to_json()"),
 ) -> None:
     """Diagnose a recorded run. Exit 0 healthy, 1 findings, 2 bad input, 3 insufficient data."""
-    from ..diagnosis import diagnose as run_diagnose
+    with guard(console), _opened(run_path) as run:
+        from ..diagnosis import diagnose as run_diagnose
 
-    with guard(console):
-        diagnosis = run_diagnose(run_path)
+        diagnosis = run_diagnose(run)
     _report(diagnosis, as_json)
 
 
@@ -130,13 +148,13 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
 ) -> None:
     """Run the baseline and remedies side by side from the same start and rank them."""
+    check_range(console, "--steps", steps, 1, MAX_STEPS)
+    check_range(console, "--seeds", seeds, 1, MAX_SEEDS)
     from ..checkup import checkup as run_checkup
     from ..experiment import compare as run_compare
     from ..remedies import get_remedy
     from ._progress import TrialProgress
 
-    check_range(console, "--steps", steps, 1, MAX_STEPS)
-    check_range(console, "--seeds", seeds, 1, MAX_SEEDS)
     specs = [r.split("+") if "+" in r else r for r in remedy]
     with guard(console):
         for spec in specs:
@@ -172,11 +190,13 @@ def plot(
     out: Path = typer.Option(..., "--out", "-o", help="PNG or SVG file"),
 ) -> None:
     """Draw one figure of a recorded run to a PNG or SVG file."""
-    from ..report import save_figure
-
+    if kind not in FIGURES:
+        fail(console, f"unknown figure kind {kind!r}; valid kinds: {', '.join(FIGURES)}")
     output_file(console, "--out", out, f"{kind}.png")
-    with guard(console):
-        written = save_figure(run_path, kind, out)
+    with guard(console), _opened(run_path) as run:
+        from ..report import save_figure
+
+        written = save_figure(run, kind, out)
     console.print(f"wrote {escape(str(written))}")
 
 
@@ -188,12 +208,14 @@ def report(
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="the HTML file to write"),
 ) -> None:
     """Write a self-contained HTML report (findings, figures, comparison, metadata)."""
-    from ..report.html import comparison_report, run_report
-
     if source.is_dir():
         source = source / "comparison.json"
     output_file(console, "--out", out, "report.html")
     with guard(console):
+        if source.suffix != ".json":
+            _opened(source).close()  # a bad run file is told before the library is imported
+        from ..report.html import comparison_report, run_report
+
         written = (
             comparison_report(source, out) if source.suffix == ".json" else run_report(source, out)
         )
@@ -226,8 +248,6 @@ def run(
 
     Arguments after -- go to the script: graddoctor run train.py -- --lr 0.1. Exits with the script's exit code.
     """
-    from ._run_command import run_script
-
     if every < 1 or activations_every < 0:
         fail(
             console,
@@ -236,6 +256,8 @@ def run(
     if not script.is_file():
         fail(console, f"no training script at {script}: pass the path of a Python file")
     output_folder(console, "--out-dir", out_dir)
+    from ._run_command import run_script
+
     with guard(console):
         code = run_script(
             script,
@@ -262,13 +284,14 @@ def demo(
 ) -> None:
     """The exploding regression (unscaled targets) step by step, then every built-in scenario diagnosed,
     treated and reported (graddoctor-report/index.html)."""
-    from ..scenarios import available
-    from ._demo import regression_walkthrough, scenarios_overview
+    check_range(console, "--epochs", epochs, 1, 1000)
+    from ..scenarios import available  # the scenarios are built with torch
 
     if name is not None and name not in available():
         fail(console, f"no scenario {name!r}; scenarios: {', '.join(available())}")
-    check_range(console, "--epochs", epochs, 1, 1000)
     output_folder(console, "--out", out)
+    from ._demo import regression_walkthrough, scenarios_overview
+
     with guard(console, "the demo failed: "):
         if name in (None, "exploding-regression"):
             regression_walkthrough(

@@ -7,15 +7,31 @@ no markup), see :mod:`graddoctor._render_text`.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from rich.table import Table
 from rich.text import Text
 
 from .._numbers import format_number
 from .._render_text import inert_text
-from ..views import LayerRow
+from ._table import LineTable
+
+if TYPE_CHECKING:  # the views import torch's statistics; the command line starts without them
+    from ..views import LayerRow
 
 BAR_WIDTH = 12
+HEADERS = (
+    "layer",
+    "type",
+    "grad norm",
+    "log10 grad norm",
+    "weight norm",
+    "update/weight",
+    "act mean",
+    "act std",
+    "saturated",
+    "dead",
+    "dL/d out",
+)
 
 
 def _fmt(value: float, kind: str = "g") -> str:
@@ -45,29 +61,14 @@ def log_bar(value: float, lo: float, hi: float) -> Text:
     return Text("█" * filled + " " * (BAR_WIDTH - filled) + f" 1e{exponent:+.0f}", style=style)
 
 
-def layer_table(rows: list[LayerRow], step: int | None, title: str = "") -> Table:
-    """The per-layer table of ``graddoctor show``."""
-    table = Table(
-        title=inert_text(title or f"step {step}"), title_justify="left", header_style="bold"
+def layer_table(rows: list[LayerRow], step: int | None, title: str = "") -> LineTable:
+    """The per-layer table of ``graddoctor show`` (one line a layer, also for thousands of layers)."""
+    table = LineTable(
+        HEADERS,
+        right=[h for h in HEADERS if h not in ("layer", "type", "log10 grad norm")],
+        title=inert_text(title or f"step {step}"),
+        shrink_first=("layer", "type"),
     )
-    for header in (
-        "layer",
-        "type",
-        "grad norm",
-        "log10 grad norm",
-        "weight norm",
-        "update/weight",
-        "act mean",
-        "act std",
-        "saturated",
-        "dead",
-        "dL/d out",
-    ):
-        table.add_column(
-            header,
-            justify="left" if header in ("layer", "type", "log10 grad norm") else "right",
-            no_wrap=True,
-        )
     exponents = [
         math.log10(r.grad_norm)
         for r in rows

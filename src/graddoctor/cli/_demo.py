@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..demo import run_exploding_regression, run_scenarios, threads_for_idle_cores
 from ..diagnosis import diagnose as run_diagnose
+from ..integrations._keras_lecture import demo_line as keras_demo_line
 from ..views import layer_rows
 from ._console import layer_table
 from ._progress import training_progress
@@ -73,6 +74,10 @@ def scenarios_overview(console: Console, out: Path, name: str | None) -> None:
             status.update(f"{message}  [dim]{time.perf_counter() - start:.0f} s[/]")
 
         outcomes = run_scenarios(out, [name] if name else None, progress=show, threads=threads)
+        keras_line = None
+        if name is None:  # the lecture's Keras MLP, when Keras is installed (else a one-line note)
+            show("the lecture's MLP in Keras")
+            keras_line = keras_demo_line(out)
     table = Table(header_style="bold")
     for header in ("scenario", "baseline diagnosis", "variants", "as reported", "best remedy", "s"):
         table.add_column(header)
@@ -91,6 +96,8 @@ def scenarios_overview(console: Console, out: Path, name: str | None) -> None:
             f"{o.seconds:.0f}",
         )
     console.print(table)
+    if keras_line is not None:
+        console.print(keras_line)
     console.print(f"report: {out / 'index.html'}  ({time.perf_counter() - start:.0f} s)")
 
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._signals import plural, rounded  # noqa: F401  (the detectors read them here)
+
 
 def persistent_steps(steps: np.ndarray, holds: Sequence[bool]) -> int | None:
     """The first step where a condition holds, if it holds at the first recorded step or at
@@ -16,18 +18,6 @@ def persistent_steps(steps: np.ndarray, holds: Sequence[bool]) -> int | None:
     if holds[0] or sum(holds) * 2 > len(holds):
         return int(steps[holds.index(True)])
     return None
-
-
-def rounded(value: float, digits: int = 4) -> float:
-    """A float rounded to ``digits`` significant digits (for readable evidence)."""
-    if value is None or not np.isfinite(value) or value == 0:
-        return float(value) if value is not None else float("nan")
-    return float(f"{value:.{digits}g}")
-
-
-def plural(count: int, word: str) -> str:
-    """``"1 step"``, ``"2 steps"``: a count with its noun, pluralised with an s."""
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def per_layer(names: Sequence[str], values: Sequence[float]) -> dict[str, float]:

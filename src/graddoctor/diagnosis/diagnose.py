@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from ..remedies.frameworks import framework_note
+from ..monitor.guard import guard_events
 from ..store import Run, open_run
 from ..views import RunView, load_view
 from . import thresholds as T
@@ -91,8 +93,10 @@ def findings_of(view: RunView, context: dict) -> list[Finding]:
     facts = context["facts"]
     if any(f.kind == "exploding_gradients" for f in findings):
         facts = facts | {EXPLODING}
+    framework = (view.run.meta.get("config") or {}).get("framework")
     for finding in findings:
         finding.remedies = choose_remedies(finding, facts)
+        finding.message += framework_note(finding.remedies, framework)  # e.g. Keras' settings
     return findings
 
 
@@ -148,12 +152,19 @@ def _diagnose_view(view: RunView) -> Diagnosis:
     findings = findings_of(view, context)
     steps = view.run.steps()
     insufficient, limits = evidence_gaps(view)
+    extra = {"zero_lr": context["zero_lr"]} if context["zero_lr"] else {}
+    interventions = guard_events(view.run)
+    if interventions:  # what the training Guard did while the run was recorded
+        counts = {
+            e["kind"]: sum(x["kind"] == e["kind"] for x in interventions) for e in interventions
+        }
+        extra["guard"] = {"counts": counts, "events": interventions[:20]}
     return Diagnosis(
         findings,
         run_path=str(view.path),
         model=view.model_type,
         steps=int(steps[-1]) + 1 if steps.size else 0,
-        extra={"zero_lr": context["zero_lr"]} if context["zero_lr"] else {},
+        extra=extra,
         insufficient=insufficient,
         limits=limits,
     )

@@ -18,7 +18,8 @@ JSON schema ``graddoctor.diagnosis/2``::
          "message": str, "remedies": [str],
          "source": {"module": str, "direction": "forward" | "backward" | "loss" | "parameter" | "input",
                     "step": int, "localised": bool} | null}
-      ]
+      ],
+      "guard": {"counts": {kind: int}, "events": [{"step": int, "kind": str, ...}]}  # only when a Guard acted
     }
 
 Version 2 added ``status``, ``insufficient_data`` and ``limits``: ``healthy`` is true only when the
@@ -28,16 +29,17 @@ run holds the evidence to judge it (see :mod:`graddoctor.diagnosis.evidence`).
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+from .._findings import SEVERITIES, Finding
+from .._findings import jsonable as _jsonable  # experiment reads it here too
 
 SCHEMA = "graddoctor.diagnosis/2"
 # the verdict of a diagnosis, and the exit code of ``graddoctor checkup/diagnose`` for it
 # (2 is taken: bad input)
 STATUSES = ("healthy", "findings", "insufficient_data")
 EXIT_CODES = {"healthy": 0, "findings": 1, "insufficient_data": 3}
-SEVERITIES = ("info", "warning", "critical")
 # the finding kinds, in report order: the one list of them (scenarios, remedies and the
 # report read it from here)
 KINDS = (
@@ -54,28 +56,6 @@ KINDS = (
 # where a vanishing or exploding signal runs, in ``evidence["axis"]``: over the layers,
 # over the time steps of a recurrent layer, or over training steps
 AXES = ("depth", "time", "steps")
-
-
-@dataclass
-class Finding:
-    """One named problem, the layers it concerns and the numbers that show it."""
-
-    kind: str
-    severity: str
-    layers: list[str]
-    first_step: int | None
-    evidence: dict[str, Any]
-    message: str
-    remedies: list[str] = field(default_factory=list)
-    source: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (non-finite numbers become strings "nan", "inf")."""
-        return _jsonable(asdict(self))
 
 
 @dataclass
@@ -131,6 +111,17 @@ class Diagnosis:
 
     @property
     def summary(self) -> str:
+        guard = self.extra.get("guard")
+        if guard:
+            done = ", ".join(
+                f"{n} {k.removeprefix('guard_').replace('_', ' ')}"
+                for k, n in guard["counts"].items()
+            )
+            return self._verdict_summary + f" The Guard intervened: {done}."
+        return self._verdict_summary
+
+    @property
+    def _verdict_summary(self) -> str:
         if self.status == "insufficient_data":
             return "Not enough evidence to judge the run: " + "; ".join(self.insufficient) + "."
         if self.healthy:
@@ -161,6 +152,7 @@ class Diagnosis:
             "steps": self.steps,
             "summary": self.summary,
             "findings": [f.to_dict() for f in self.findings],
+            **({"guard": _jsonable(self.extra["guard"])} if "guard" in self.extra else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -171,19 +163,3 @@ class Diagnosis:
         from .._render_diagnosis import render_diagnosis
 
         return render_diagnosis(self)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return _jsonable(value.item())
-    return value

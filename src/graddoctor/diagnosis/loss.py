@@ -1,42 +1,14 @@
-r"""``diverging_loss``: the training loss rising well above where it started or had got to.
-
-Gradient descent on a quadratic with largest curvature :math:`L` diverges once the
-learning rate passes :math:`2/L` (LeCun et al. 1998, "Efficient BackProp"): each step
-overshoots and the loss rises instead of falling. Adam's step does not shrink with the
-gradient, so a learning rate far too large shows as updates as large as the weights,
-
-.. math:: r_t = \frac{\|\theta_{t+1} - \theta_t\|}{\|\theta_t\|} \gg 10^{-3},
-
-where a healthy run keeps :math:`r_t` near :math:`10^{-3}`. Three tests, each over a
-window of ``LOSS_WINDOW`` consecutive recorded losses (thresholds in
-:mod:`graddoctor.diagnosis.thresholds`):
-
-* **above the start**: 80% of the window above ``DIVERGING_LOSS_FACTOR`` times the first loss;
-* **above the minimum**: 80% of the window above ``DIVERGING_FROM_MIN_FACTOR`` times the
-  lowest 5-step median reached before it, having given back half of the progress made;
-* **update ratio**: the 5-step median of :math:`r_t` above ``DIVERGING_UPDATE_RATIO`` for
-  ``DIVERGING_UPDATE_STEPS`` consecutive steps.
-
-The first two also need the window's median to clear the loss's own step-to-step noise
-(median :math:`|L_t - L_{t-1}|`) ``LOSS_NOISE_MARGIN`` times over: batches of different
-difficulty are not a divergence, and a spike that comes back down lasts too few steps.
-"""
+"""``diverging_loss`` of a recorded run: the tests of :mod:`graddoctor._signals.loss` on its losses and update ratios."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from .._signals.loss import large_updates, loss_finding, rising_window, running_median
 from ..views import RunView
-from . import thresholds as T
-from ._common import rounded
 from .findings import Finding
 
 LR_SCALAR = "lr/0"
-
-
-def running_median(values: np.ndarray, window: int) -> np.ndarray:
-    """The median of the last ``window`` values at each index (fewer at the start)."""
-    return np.array([np.median(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))])
 
 
 def finite_losses(view: RunView) -> tuple[np.ndarray, np.ndarray]:
@@ -49,127 +21,18 @@ def finite_losses(view: RunView) -> tuple[np.ndarray, np.ndarray]:
     return steps[:end], losses[:end]
 
 
-def _rising_window(losses: np.ndarray) -> tuple[int, str, float] | None:
-    """The first window where the loss sits well above a reference: ``(start, test, reference)``."""
-    n, w = len(losses), T.LOSS_WINDOW
-    if n < w + 1:
-        return None
-    noise = float(np.median(np.abs(np.diff(losses))))
-    medians = running_median(losses, T.LOSS_MEDIAN_WINDOW)
-    first = float(losses[0])
-    for start in range(1, n - w + 1):
-        window = losses[start : start + w]
-        low = float(np.quantile(window, T.LOSS_WINDOW_QUANTILE))
-        middle = float(np.median(window))
-        if (
-            first > 0
-            and low > T.DIVERGING_LOSS_FACTOR * first
-            and middle > first + T.LOSS_NOISE_MARGIN * noise
-        ):
-            return start, "above_start", first
-        if start < T.LOSS_MEDIAN_WINDOW:
-            continue
-        lowest = float(np.min(medians[T.LOSS_MEDIAN_WINDOW - 1 : start]))
-        progress = first - lowest
-        if (
-            lowest > 0
-            and progress > 0
-            and low > T.DIVERGING_FROM_MIN_FACTOR * lowest
-            and low - lowest > T.GIVEN_BACK_FRACTION * progress
-            and middle > lowest + T.LOSS_NOISE_MARGIN * noise
-        ):
-            return start, "above_minimum", lowest
-    return None
-
-
-def _large_updates(ratios: np.ndarray) -> tuple[int, int] | None:
-    """The first run of ``DIVERGING_UPDATE_STEPS`` steps whose 5-step median ratio is huge:
-    ``(first index, length)``."""
-    finite = np.where(np.isfinite(ratios), ratios, 0.0)
-    above = running_median(finite, T.LOSS_MEDIAN_WINDOW) > T.DIVERGING_UPDATE_RATIO
-    length = 0
-    for i, hit in enumerate(above):
-        length = length + 1 if hit else 0
-        if length == T.DIVERGING_UPDATE_STEPS:
-            return i - length + 1, length
-    return None
-
-
-def _trajectory(steps: np.ndarray, losses: np.ndarray, points: int = 12) -> dict[str, float]:
-    """About ``points`` losses spread over the run, keyed by step."""
-    index = np.unique(np.linspace(0, len(losses) - 1, min(points, len(losses))).round().astype(int))
-    return {str(int(steps[i])): rounded(float(losses[i])) for i in index}
-
-
-def _lr_evidence(view: RunView, step: int) -> dict[str, float]:
-    if not view.has_scalar(LR_SCALAR):
-        return {}
-    steps, lrs = view.run.scalars(LR_SCALAR)
-    at = np.nonzero(steps <= step)[0]
-    return {
-        "lr": rounded(float(lrs[at[-1] if at.size else 0])),
-        "lr_max": rounded(float(np.nanmax(lrs))),
-    }
-
-
 def loss_findings(view: RunView, context: dict) -> list[Finding]:
     """``diverging_loss``: the loss rising for a window of steps, or updates as large as the weights."""
     steps, losses = finite_losses(view)
-    rising = _rising_window(losses)
-    ratios = view.total_update_ratio()
-    large = _large_updates(ratios)
-    if rising is None and large is None:
-        return []
-    evidence: dict = {"axis": "steps"}
-    if ratios.size and np.isfinite(ratios).any():
-        smoothed = running_median(np.where(np.isfinite(ratios), ratios, 0.0), T.LOSS_MEDIAN_WINDOW)
-        peak = int(np.argmax(smoothed))
-        evidence.update(
-            update_ratio_max=rounded(float(smoothed[peak])),
-            update_ratio_max_step=int(view.params.steps[peak]),
-            usual_update_ratio=T.USUAL_UPDATE_RATIO,
-        )
-    if rising is not None:
-        start, test, reference = rising
-        window = losses[start : start + T.LOSS_WINDOW]
-        middle = float(np.median(window))
-        first_step = int(steps[start])
-        evidence.update(
-            test=test,
-            loss_start=rounded(float(losses[0])),
-            loss_reference=rounded(reference),
-            window=[first_step, int(steps[start + T.LOSS_WINDOW - 1])],
-            loss_window_median=rounded(middle),
-            rise=rounded(middle / reference),
-            loss_min=rounded(float(np.min(losses))),
-            loss_last=rounded(float(losses[-1])),
-        )
-        where = "its first value" if test == "above_start" else "the lowest it had reached"
-        message = (
-            f"The loss rose to a median of {middle:.3g} over steps {first_step}-{evidence['window'][1]}, "
-            f"{middle / reference:.2g}x {where} ({reference:.3g})"
-        )
-        severity = "critical" if middle >= T.CRITICAL_LOSS_FACTOR * reference else "warning"
-    else:
-        first_index, length = large
-        first_step = int(view.params.steps[first_index])
-        evidence.update(test="update_ratio", steps_above=length)
-        message = (
-            f"For {length} steps from step {first_step} each update changed the weights by more than "
-            f"{T.DIVERGING_UPDATE_RATIO:g} of their norm"
-        )
-        severity = "warning"
-    if "update_ratio_max" in evidence and evidence["update_ratio_max"] > T.DIVERGING_UPDATE_RATIO:
-        message += (
-            f"; the updates reached {evidence['update_ratio_max']:.2g} of the weights "
-            f"(about {T.USUAL_UPDATE_RATIO:g} is usual)"
-        )
-    evidence.update(_lr_evidence(view, first_step))
-    if "lr" in evidence:
-        message += f", at learning rate {evidence['lr']:.3g}"
-        if evidence["lr_max"] > 1.01 * evidence["lr"]:
-            message += f" (up to {evidence['lr_max']:.3g} in the run)"
-    message += ". The learning rate is too high for this model: the steps overshoot."
-    if steps.size:
-        evidence["loss_trajectory"] = _trajectory(steps, losses)
-    return [Finding("diverging_loss", severity, [], first_step, evidence, message)]
+    ratios, ratio_steps = view.total_update_ratio(), view.params.steps
+    if ratios.size == ratio_steps.size:  # steps whose weights were thinned hold no ratio
+        kept = ~np.isnan(ratios)
+        ratios, ratio_steps = ratios[kept], ratio_steps[kept]
+    lr = view.run.scalars(LR_SCALAR) if view.has_scalar(LR_SCALAR) else None
+    finding = loss_finding(
+        steps, losses, ratio_steps, ratios, rising_window(losses), large_updates(ratios), lr
+    )
+    return [] if finding is None else [finding]
+
+
+__all__ = ["LR_SCALAR", "finite_losses", "loss_findings", "running_median"]

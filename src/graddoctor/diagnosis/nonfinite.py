@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._signals import nan_measured
 from ..views import RunView, owner_module
 from .findings import Finding
 
@@ -32,9 +33,7 @@ def _first_steps(view: RunView) -> dict[str, int | None]:
     if params.stats:
         counts = params.stats["grad_nonfinite"]
         firsts["gradients"] = _first(params.steps, np.nansum(counts, axis=1) > 0)
-        # a NaN norm is a NaN weight; an infinite norm may be the overflow of huge finite
-        # weights (exploding, not yet non-finite), so only NaN counts here
-        firsts["weights"] = _first(params.steps, _nan_measured(params.stats["weight_norm"]))
+        firsts["weights"] = _first(params.steps, nan_measured(params.stats["weight_norm"]))
     if "act_nonfinite" in modules.stats:
         firsts["activations"] = _first(
             modules.steps, np.nansum(modules.stats["act_nonfinite"], axis=1) > 0
@@ -101,11 +100,6 @@ def _aftermath(source: dict | None, seen: dict[str, int]) -> str:
     if source is not None and source["direction"] == "backward" and silent:
         return " The forward pass and loss stayed finite: only the gradients (and then the weights) broke."
     return ""
-
-
-def _nan_measured(weights: np.ndarray) -> np.ndarray:
-    """A NaN weight norm after an update is a NaN weight (weights are always measured)."""
-    return np.any(np.isnan(weights), axis=1) & ~np.all(np.isnan(weights), axis=1)
 
 
 def _source_from_event(event: dict) -> dict:

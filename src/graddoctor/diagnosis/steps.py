@@ -4,89 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._signals.gradients import first_growth, first_spike, gradient_step_finding
 from ..views import RunView
-from . import thresholds as T
-from ._common import plural, rounded
 from .findings import Finding
 
 
 def step_findings(view: RunView, context: dict) -> list[Finding]:
-    """``exploding_gradients`` when the total gradient norm grows by decades or spikes."""
+    """``exploding_gradients`` when the total gradient norm grows by decades or spikes
+    (the tests of :mod:`graddoctor._signals.gradients`, which the live findings run too)."""
     total = view.total_grad_norm()
     steps = view.params.steps
     if total.size < 2:
         return []
-    finite = np.isfinite(total) & (total > 0)
-    growth_step, evidence = None, {}
-    if finite.any():
-        first_index = int(np.argmax(finite))
-        start = total[first_index]
-        for i in range(first_index + 1, len(total)):
-            grew = not np.isfinite(total[i]) and not np.isnan(total[i])
-            if grew or (finite[i] and total[i] / start >= T.EXPLODING_STEP_GROWTH):
-                growth_step = int(steps[i])
-                reached = total[i]
-                evidence = {
-                    "axis": "steps",
-                    "grad_norm_start": rounded(start),
-                    "grad_norm_reached": rounded(reached),
-                    "growth": rounded(reached / start) if np.isfinite(reached) else "inf",
-                    "from_step": int(steps[first_index]),
-                    "steps_taken": int(steps[i] - steps[first_index]),
-                }
-                window = total[first_index : i + 1]
-                window = window[np.isfinite(window) & (window > 0)]
-                if window.size >= 2:
-                    per_step = (window[-1] / window[0]) ** (1.0 / max(len(window) - 1, 1))
-                    evidence["factor_per_step"] = rounded(per_step)
-                break
-    spike = _first_spike(total, steps)
-    findings = []
-    if growth_step is not None:
-        message = (
-            f"The total gradient norm grew from {evidence['grad_norm_start']:.3g} to "
-            f"{evidence['grad_norm_reached']:.3g} within {plural(evidence['steps_taken'], 'step')}."
-        )
-        findings.append(
-            Finding(
-                "exploding_gradients",
-                "critical",
-                _largest_layers(view, growth_step),
-                growth_step,
-                evidence,
-                message,
-            )
-        )
-    elif spike is not None:
-        step, value, median = spike
-        findings.append(
-            Finding(
-                "exploding_gradients",
-                "warning",
-                _largest_layers(view, step),
-                step,
-                {
-                    "axis": "steps",
-                    "spike": rounded(value),
-                    "running_median": rounded(median),
-                    "factor": rounded(value / median),
-                },
-                f"The gradient norm spiked to {value:.3g} at step {step}, {value / median:.0f}x its running median.",
-            )
-        )
-    return findings
-
-
-def _first_spike(total: np.ndarray, steps: np.ndarray):
-    for i in range(T.SPIKE_MIN_HISTORY, len(total)):
-        history = total[:i]
-        history = history[np.isfinite(history)]
-        if history.size < T.SPIKE_MIN_HISTORY or not np.isfinite(total[i]):
-            continue
-        median = float(np.median(history[-T.SPIKE_MEDIAN_WINDOW :]))
-        if median > 0 and total[i] > T.SPIKE_FACTOR * median:
-            return int(steps[i]), float(total[i]), median
-    return None
+    growth = first_growth(total)
+    finding = gradient_step_finding(total, steps, growth, None if growth else first_spike(total))
+    if finding is None:
+        return []
+    finding.layers = _largest_layers(view, finding.first_step)
+    return [finding]
 
 
 def _largest_layers(view: RunView, step: int, count: int = 3) -> list[str]:

@@ -1,4 +1,31 @@
-"""Named thresholds of the detectors, each with where its number comes from."""
+"""Named thresholds of the detectors, each with where its number comes from.
+
+The thresholds of the step-axis detectors (gradient growth and spikes, a diverging loss,
+GradScaler's scale) are defined in :mod:`graddoctor._signals.thresholds`, where the
+Monitor's live findings read them too, and re-exported here.
+"""
+
+from .._signals.thresholds import (  # noqa: F401  (the step-axis thresholds, re-exported)
+    COLLAPSE_HALVINGS,
+    CRITICAL_LOSS_FACTOR,
+    CRITICAL_SCALE,
+    DIVERGING_FROM_MIN_FACTOR,
+    DIVERGING_LOSS_FACTOR,
+    DIVERGING_UPDATE_RATIO,
+    DIVERGING_UPDATE_STEPS,
+    EXPLODING_STEP_GROWTH,
+    GIVEN_BACK_FRACTION,
+    LOSS_MEDIAN_WINDOW,
+    LOSS_NOISE_MARGIN,
+    LOSS_WINDOW,
+    LOSS_WINDOW_QUANTILE,
+    SKIPPED_FRACTION,
+    SKIPPED_WINDOW,
+    SPIKE_FACTOR,
+    SPIKE_MEDIAN_WINDOW,
+    SPIKE_MIN_HISTORY,
+    USUAL_UPDATE_RATIO,
+)
 
 # Back-propagated signal over depth. Glorot & Bengio (2010, fig. 7) show the gradient at
 # the input layer of a 5-layer sigmoid network orders of magnitude below the top layer's;
@@ -17,14 +44,6 @@ MIN_LAYERS_FOR_DEPTH = 3
 # network's a_n = w^n x -> 0 or -> inf; He et al. 2015, eq. 9).
 VANISHING_ACTIVATION_RATIO = 1e-3
 EXPLODING_ACTIVATION_RATIO = 1e3
-
-# Gradient norm over steps: growth by four decades inside one short run (an MLP regressing
-# unscaled targets goes 2e2 -> 3e9 in 8 steps), or one step 100x above the running median of
-# the previous ones (the spikes of Pascanu et al. 2013, fig. 6, "cliffs").
-EXPLODING_STEP_GROWTH = 1e4
-SPIKE_FACTOR = 100.0
-SPIKE_MIN_HISTORY = 5
-SPIKE_MEDIAN_WINDOW = 50  # the running median is over the last 50 recorded steps
 
 # Over time in a recurrent layer: the gradient reaching the first time step's input
 # against the last one's (Pascanu et al. 2013, eq. 7: (gamma_W gamma_h)^(t-k)). Three decades.
@@ -45,16 +64,6 @@ CRITICAL_SATURATED_FRACTION = 0.9
 DEAD_FRACTION = 0.5
 CRITICAL_DEAD_FRACTION = 0.9
 
-# GradScaler's loss scale (Micikevicius et al. 2018). Ten net halvings: 2^16 -> 2^6. A
-# healthy fp16 run settles a few halvings below its start and stays there (the scale only
-# grows back every 2000 clean steps). More than half of the last 20 steps skipped: more
-# skipped than trained. A scale below 1 divides the gradients: even unscaled they
-# overflow (or are NaN).
-COLLAPSE_HALVINGS = 10.0
-SKIPPED_WINDOW = 20
-SKIPPED_FRACTION = 0.5
-CRITICAL_SCALE = 1.0
-
 # The zero-learning-rate control ("train with 0 learning rate and compare", lecture notes
 # "Vanishing and Exploding Gradients - A Simple Example"). Training that gains less than 1%
 # of the loss over the zero-learning-rate control did not train.
@@ -64,32 +73,6 @@ ZERO_LR_MIN_GAIN = 0.01
 # points at unscaled regression targets (an MSE of ~1.7e4 for targets of std ~180; LeCun et al.
 # 1998, "Efficient BackProp": standardise the targets).
 HUGE_LOSS = 1e3
-
-# Diverging loss. Gradient descent overshoots once the learning rate passes 2/L for a
-# curvature L (LeCun et al. 1998): the loss then rises. Over a window of 10 consecutive
-# recorded losses, 8 (the 20th percentile) above 1.25x the first loss, or above 1.5x the
-# lowest 5-step median reached before the window after giving back half of the progress
-# made; the window's median must also clear the loss's own step-to-step noise (the median
-# |L_t - L_{t-1}| of the run) three times over, so batches of different difficulty are not
-# a divergence. A transient spike that comes back down (the "catapult" of the first
-# steps, Lewkowycz et al. 2020) holds for fewer than 8 of 10 steps.
-LOSS_WINDOW = 10
-LOSS_WINDOW_QUANTILE = 0.2
-DIVERGING_LOSS_FACTOR = 1.25
-DIVERGING_FROM_MIN_FACTOR = 1.5
-GIVEN_BACK_FRACTION = 0.5
-LOSS_NOISE_MARGIN = 3.0
-LOSS_MEDIAN_WINDOW = 5
-# ten times the reference: the run is lost
-CRITICAL_LOSS_FACTOR = 10.0
-# Update size: ||delta theta|| / ||theta|| near 1e-3 per step in a healthy run (Karpathy,
-# CS231n notes, "ratio of the update magnitudes to the value magnitudes"). A 5-step median
-# above 0.1, a hundred times that, for 20 consecutive steps: the weights are rewritten
-# faster than anything can be learnt. Adam at 3e-2 on a small net passes 0.1 for up to 9
-# steps and trains; so the ratio alone needs 20.
-USUAL_UPDATE_RATIO = 1e-3
-DIVERGING_UPDATE_RATIO = 0.1
-DIVERGING_UPDATE_STEPS = 20
 
 # Gradient clipping (Pascanu et al. 2013) set near the average gradient norm rescales the
 # rare cliffs. Fired on more than half of the steps, it rescales every step; with the norm

@@ -24,13 +24,16 @@ standalone ``pytorch_lightning`` package.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._findings import Finding
+from ..monitor.guard import Guard
 from ..monitor.schedules import Schedule
+from ._guarded import attach_guard
 from ._lazy import first_available
 from ._runs import RunPerFit
 
@@ -57,6 +60,8 @@ class GradDoctorCallback(RunPerFit, pl.Callback):
         run_diagnosis: diagnose the run at the end of the fit (``self.diagnosis``) and
             print a one-line summary (global rank 0 only).
         verbose: also print the full diagnosis as a rich panel.
+        guard: a :class:`graddoctor.Guard` protecting the training (skip, clip, roll back).
+        on_finding: called with each live finding (they are also warned and logged).
 
     Attributes:
         monitor: the Monitor of the fit in progress (None outside a fit).
@@ -81,10 +86,14 @@ class GradDoctorCallback(RunPerFit, pl.Callback):
         overwrite: bool = False,
         run_diagnosis: bool = True,
         verbose: bool = False,
+        guard: Guard | None = None,
+        on_finding: Callable[[Finding], Any] | None = None,
     ) -> None:
         super().__init__()
         self._init_runs(path, dirpath, name, every, activations_every, modules, track_updates,
                         tensorboard, histograms_every, overwrite, run_diagnosis, verbose)
+        self.monitor_options["on_finding"] = on_finding  # live findings: warned, logged, and this
+        self.guard = guard
         self._loss: torch.Tensor | None = None  # sum of the step's batch losses (as Lightning scaled them)
 
     # -- fit -------------------------------------------------------------------------
@@ -100,6 +109,7 @@ class GradDoctorCallback(RunPerFit, pl.Callback):
             "precision": str(trainer.precision),
         }
         self._open_run(pl_module, path, config)
+        attach_guard(self, trainer.optimizers[0] if trainer.optimizers else None)
         self._loss = None
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:

@@ -45,12 +45,16 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._findings import Finding
+from ..monitor.guard import Guard
 from ..monitor.schedules import Schedule
+from ._guarded import attach_guard
 from ._lazy import require
 from ._runs import RunPerFit
 
@@ -80,6 +84,8 @@ class GradDoctorTrainerCallback(RunPerFit, _transformers.TrainerCallback):
         run_diagnosis: diagnose the run at the end (``self.diagnosis``) and print a one-line
             summary (world process zero only).
         verbose: also print the full diagnosis as a rich panel.
+        guard: a :class:`graddoctor.Guard` protecting the training (skip, clip, roll back).
+        on_finding: called with each live finding (they are also warned and logged).
 
     The loss is the one the Trainer logs (``on_log``): set ``logging_steps=1`` for a loss at
     every step.
@@ -103,9 +109,13 @@ class GradDoctorTrainerCallback(RunPerFit, _transformers.TrainerCallback):
         overwrite: bool = False,
         run_diagnosis: bool = True,
         verbose: bool = False,
+        guard: Guard | None = None,
+        on_finding: Callable[[Finding], Any] | None = None,
     ) -> None:
         self._init_runs(path, dirpath, name, every, activations_every, modules, track_updates,
                         tensorboard, histograms_every, overwrite, run_diagnosis, verbose)
+        self.monitor_options["on_finding"] = on_finding  # live findings: warned, logged, and this
+        self.guard = guard
         self.read_before_clipping = read_before_clipping
         self._model: torch.nn.Module | None = None
         self._args: Any = None
@@ -139,6 +149,7 @@ class GradDoctorTrainerCallback(RunPerFit, _transformers.TrainerCallback):
             "bf16": bool(args.bf16),
         }
         self._open_run(model, path, config)
+        attach_guard(self, kwargs.get("optimizer"))
         self._model, self._args = model, args
         self._max_grad_norm = float(args.max_grad_norm) if take_over else None
 

@@ -10,9 +10,12 @@
 * ``amp``: the steps GradScaler skips, its loss scale, unscaling fused optimizers'
   statistics.
 * ``distributed``: who records under DDP / FSDP, and global statistics from shards.
+* ``live``: the step-axis findings reported while training runs (``on_finding``).
+* ``guard``: the training ``Guard`` (skip, clip, roll back; ``_verdict``, ``_snapshots``, ``_guarded_step``).
 """
 
 from ..probes.structure import model_summary
 from ._monitor import Monitor, default_run_path
+from .guard import Guard, GuardGaveUp
 
-__all__ = ["Monitor", "default_run_path", "model_summary"]
+__all__ = ["Guard", "GuardGaveUp", "Monitor", "default_run_path", "model_summary"]

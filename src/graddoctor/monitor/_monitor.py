@@ -39,15 +39,18 @@ from torch import nn
 from .._paths import timestamped_run_path
 from ..store import Run, check_step, open_run
 from . import clip_watch
+from ._budget import AUTO
 from ._compiled import ACTIVATIONS_SKIPPED, warn_skipped
 from ._failsafe import MEASUREMENT_FAILED, Failsafe
 from ._manual import ManualSteps
 from ._optimizers import after_first_call, step_closure
 from ._pending import PendingWriter, run_header
+from ._record import record_step
 from ._step import StepMeasurements
 from ._watched import resolve
 from .amp import ScalerWatch, amp_attributes, check_scaler, scaler_stepped
 from .distributed import detect_layout
+from .live import LiveFindings
 from .schedules import Schedule
 
 STEP = ("the step's statistics",)  # what a failure outside any one measurement loses
@@ -70,8 +73,12 @@ class Monitor(ManualSteps):
             wrapper holding the optimizer (``.optimizer``) is followed to it. Without
             one, call ``mon.step()`` after ``backward()``.
         path: the ``.gdr`` run file (default ``runs/run-<time>.gdr``).
-        every: schedule of parameter statistics (int n = every n steps, or ``step -> bool``).
-        activations_every: schedule of module statistics (forward/backward hooks).
+        every: schedule of parameter statistics (int n = every n steps, or ``step -> bool``);
+            ``"auto"``: gradient norms every step, max |g|, weights, updates as budgeted.
+        activations_every: schedule of module statistics (forward/backward hooks);
+            ``"auto"``: every 10 steps, or fewer as the budget allows.
+        budget: the Monitor's share of the step time (0.03: 3%): over it, the ``"auto"``
+            schedules thin (``monitor._budget``); None: the full schedule.
         modules: ``"leaf"`` (default), ``"all"`` or glob patterns of module names.
         track_updates: measure the optimizer's update (keeps one copy of the weights).
         config: JSON-serialisable user configuration stored with the run.
@@ -82,6 +89,8 @@ class Monitor(ManualSteps):
         distributed: ``"auto"`` (detect DDP / FSDP once ``torch.distributed`` is
             initialised), ``"replicated"``, ``"sharded"``, or ``"off"`` (every process
             records its own run; give each its own path).
+        guard: a :class:`~graddoctor.Guard` protecting the run (skip, clip, roll back).
+        on_finding: called with each live :class:`~graddoctor.Finding` (``monitor.live``).
     """
 
     def __init__(
@@ -90,8 +99,9 @@ class Monitor(ManualSteps):
         optimizer: torch.optim.Optimizer | None = None,
         path: str | os.PathLike | None = None,
         *,
-        every: int | Schedule = 1,
-        activations_every: int | Schedule | None = 10,
+        every: int | Schedule | str = AUTO,
+        activations_every: int | Schedule | str | None = AUTO,
+        budget: float | None = 0.03,
         modules: str | list[str] = "leaf",
         track_updates: bool = True,
         config: dict[str, Any] | None = None,
@@ -100,6 +110,8 @@ class Monitor(ManualSteps):
         overwrite: bool = False,
         scaler: Any = None,
         distributed: str = "auto",
+        guard: Any = None,
+        on_finding: Any = None,
     ) -> None:
         watched = resolve(model, optimizer, modules, activations_every)
         optimizer, names = watched.optimizer, watched.names
@@ -117,7 +129,14 @@ class Monitor(ManualSteps):
             )
         )
         self.probes = StepMeasurements.of(
-            watched, every, activations_every, track_updates, self.layout, self.failsafe
+            watched,
+            every,
+            activations_every,
+            track_updates,
+            self.layout,
+            self.failsafe,
+            budget,
+            self._record_schedule,
         )
         self.device = watched.params[0].device
         self.path = Path(path) if path is not None else default_run_path()
@@ -129,16 +148,21 @@ class Monitor(ManualSteps):
         self._handles: list[Any] = []
         self.closed = False
         header = run_header(watched, self.device, scaler, self.layout, config)  # checked first
+        header["schedule"] = self.probes.budget.meta()
         self._pending = PendingWriter(
             self.path, self.layout.recording, commit_every, commit_seconds, overwrite, header
         )
         self.writer = self._pending.writer
+        self.live, self.guard = LiveFindings(names, on_finding), guard
+        self._pending.live = self.live
         try:  # a Monitor that fails from here leaves no file and no hook behind
             self._pending.failsafe = self.failsafe
             self._pending.start(names, self.probes.activations.names)
             if optimizer is not None:
                 self._handles.append(optimizer.register_step_pre_hook(self._on_pre_step))
                 self._handles.append(optimizer.register_step_post_hook(self._on_post_step))
+            if guard is not None:
+                self._handles.append(guard.attach(self))
             if scaler is not None:
                 self._handles.append(ScalerWatch(scaler, self._on_scaler_step))
             self._arm()
@@ -185,7 +209,7 @@ class Monitor(ManualSteps):
     def _finish_step(self, skipped: bool = False) -> None:
         step = self.step_index
         if self.layout.measuring:
-            self.failsafe.run(STEP, self._record_step, step, skipped)
+            self.failsafe.run(STEP, record_step, self, step, skipped)
         self._clips = []
         self.step_index += 1
         self.failsafe.run(STEP, self._arm)
@@ -196,23 +220,8 @@ class Monitor(ManualSteps):
             warn_skipped(skipped)
             self.writer.add_event(self.step_index, ACTIVATIONS_SKIPPED, {"reason": skipped})
 
-    def _record_step(self, step: int, skipped: bool) -> None:
-        if self.writer.commit_due():  # commit complete steps, with what log() added to them
-            self.flush()
-        self.writer.mark_step(step)  # then the parameters: a sharded step's collective, every rank
-        parameters = self.probes.parameter_block(skipped)
-        modules, times = self.probes.module_block()
-        self._pending.add_step(
-            step, parameters, modules, times, self.probes.activations.execution_order
-        )
-        for name, value in clip_watch.clip_scalars(self._clips).items():
-            self._pending.scalar(step, name, value)
-        if self.optimizer is not None:
-            for i, group in enumerate(self.optimizer.param_groups):
-                self.failsafe.run(("lr",), self._pending.scalar, step, f"lr/{i}", group.get("lr"))
-        now = time.perf_counter()
-        self._pending.scalar(step, "time/step", now - self._step_clock)
-        self._step_clock = now
+    def _record_schedule(self, schedule: dict[str, Any]) -> None:
+        self.failsafe.run(("the schedule",), self.writer.set_meta, {"schedule": schedule})
 
     def _on_scaler_step(self, optimizer: torch.optim.Optimizer, stepped: bool, scale: Any) -> None:
         """After ``scaler.step(optimizer)``: record the scale, and a step the scaler skipped."""
@@ -244,6 +253,8 @@ class Monitor(ManualSteps):
             self._pending.check(name, value)
         for name, value in scalars.items():
             self._pending.scalar(target, name, value)
+        if self.guard is not None:
+            self.guard.observe_loss(scalars.get("loss"))
 
     def flush(self) -> None:
         """Move pending statistics to the host (one transfer) and commit them to the run file."""

@@ -113,6 +113,7 @@ class PendingWriter:
         self._scalars: dict[tuple[int, str], torch.Tensor] = {}  # tensor scalars, by (step, name)
         self._order_saved = False
         self.failsafe: Any = None  # reports a flush that fails (``monitor._failsafe``); None: raise
+        self.live: Any = None  # sees each committed batch on the host (``monitor.live``)
         if recording:
             self.writer.set_collector(self._collect)
 
@@ -151,6 +152,8 @@ class PendingWriter:
             self._scalars.pop((step, name), None)
             if not isinstance(value, torch.Tensor):
                 self.writer.add_scalar(step, name, value)
+                if self.live is not None and self.recording:
+                    self.live.scalar(step, name, value)
             elif self.recording:
                 self._scalars[(step, name)] = value.detach().reshape(())
 
@@ -213,7 +216,8 @@ class PendingWriter:
 
     def _write(self, items: list[_Item]) -> None:
         writer = self.writer
-        for item, chunk in zip(items, _to_host([item.values for item in items]), strict=True):
+        chunks = _to_host([item.values for item in items])
+        for item, chunk in zip(items, chunks, strict=True):
             size = chunk.size
             if item.kind == "scalar":
                 writer.add_scalar(item.step, item.name, float(chunk[0]))
@@ -225,6 +229,8 @@ class PendingWriter:
             else:
                 for stat, row in zip(item.rows, chunk.reshape(len(item.rows), -1), strict=True):
                     writer.add_stat(item.step, stat, row)
+        if self.live is not None:
+            self.live.observe([(i.step, i.kind, i.name, i.rows, c) for i, c in zip(items, chunks, strict=True)])
 
 
 def _to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:

@@ -112,9 +112,22 @@ def _holds_parameters(module: nn.Module) -> bool:
 
 
 class ActivationProbe:
-    """Forward/backward hooks on chosen modules for one recorded step at a time."""
+    """Forward/backward hooks on chosen modules for one recorded step at a time.
 
-    def __init__(self, modules: Sequence[tuple[str, nn.Module]]) -> None:
+    Args:
+        modules: the (name, module) pairs to measure.
+        clock: times every hook's work (``start()`` / ``stop(token, label)``, as the
+            Monitor's ``monitor._clock``), or None.
+        label: what the clock counts the hooks' time as.
+    """
+
+    def __init__(
+        self,
+        modules: Sequence[tuple[str, nn.Module]],
+        clock: Any = None,
+        label: str = "activations",
+    ) -> None:
+        self.clock, self.label = clock, label
         self.names = [n for n, _ in modules]
         self.modules = [m for _, m in modules]
         self.recurrent = [i for i, m in enumerate(self.modules) if is_recurrent(m)]
@@ -202,11 +215,14 @@ class ActivationProbe:
         layout = output_layout(module)
 
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            token = None if self.clock is None else self.clock.start()
             try:
                 measure(mod, args, output)
             except Exception as err:  # the forward runs on; this module reads NaN this step
                 self._broken.add(index)
                 self._failed(", ".join(OUTPUT_STATS), err)
+            if token is not None:
+                self.clock.stop(token, self.label)
 
         def measure(mod: nn.Module, args: Any, output: Any) -> None:
             tensor = first_float_tensor(output)
@@ -236,6 +252,7 @@ class ActivationProbe:
 
     def _grad_hook(self, index: int):
         def hook(grad: torch.Tensor) -> None:
+            token = None if self.clock is None else self.clock.start()
             try:
                 sq = squared_norm(grad)
             except Exception as err:  # the backward runs on; out_grad_norm reads NaN
@@ -243,5 +260,7 @@ class ActivationProbe:
                 self._failed("out_grad_norm", err)
             previous = self._grad_sq.get(index)
             self._grad_sq[index] = sq if previous is None else previous + sq
+            if token is not None:
+                self.clock.stop(token, self.label)
 
         return hook

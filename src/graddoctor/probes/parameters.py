@@ -80,43 +80,70 @@ class ParameterProbe:
         self.grad_present: list[bool] = [False] * len(self.params)
         # DTensor parameters (FSDP2) are read through their local shard
         self._local = local_part if any(hasattr(p, "placements") for p in self.params) else _itself
-        self._floor_cache: tuple[tuple, torch.Tensor] | None = None
+        self._floor_cache: tuple[tuple | None, torch.Tensor] | None = None
+        self._last: tuple | None = None  # the last measured gradients, for grad_max()
 
     @property
     def device(self) -> torch.device:
         return self.params[0].device
 
-    def measure_grads(self) -> StatBlock:
+    def measure_grads(self, with_max: bool = True) -> StatBlock:
         """``GRAD_STATS`` rows: L2 norm, max |g| and non-finite count of every gradient.
 
         Norms of finite gradients are exact across the float32 range: the fast fused norm
-        is checked on the device against the max and the tensor's size
-        (:func:`graddoctor._foreach.norms_in_range`) and this flag is the step's one host
-        sync. Only on a step where a norm is out of range are the non-finite entries
+        is checked on the device against the tensor's size (and the max, for an all-zero
+        tensor: :func:`graddoctor._foreach.norms_in_range`) and this flag is the step's one
+        host sync. Only on a step where a norm is out of range are the non-finite entries
         counted and the norms of finite gradients that over- or underflowed recomputed
         (in float64, from the max). Rows are float32, or float64 when a gradient is
         float64 or a recomputed norm was needed.
+
+        Args:
+            with_max: also record ``grad_max`` (a second pass over the gradients, as costly
+                as the norm; the Monitor's budget thins it with the weights).
         """
-        present = [i for i, p in enumerate(self.params) if p.grad is not None]
-        self.grad_present = [p.grad is not None for p in self.params]
-        if not present:
-            return StatBlock.filled(GRAD_STATS, len(self.params), float("nan"), self.device)
-        grads = [self._local(self.params[i].grad.detach()) for i in present]
+        with torch.no_grad():  # reads only: no graph, and no detached view per tensor
+            return self._measure_grads(with_max)
+
+    def _measure_grads(self, with_max: bool) -> StatBlock:
+        grads = [p.grad for p in self.params]
+        self.grad_present = [g is not None for g in grads]
+        partial = not all(self.grad_present)
+        present = [i for i, g in enumerate(grads) if g is not None] if partial else None
+        names = GRAD_STATS if with_max else tuple(n for n in GRAD_STATS if n != "grad_max")
+        if partial:
+            if not present:
+                self._last = None
+                return StatBlock.filled(names, len(self.params), float("nan"), self.device)
+            grads = [grads[i] for i in present]
+        if self._local is not _itself:
+            grads = [self._local(g) for g in grads]
         grad_norm = norms(grads, 2.0, self.device)
-        grad_max = max_abs(grads, self.device)
-        in_range = norms_in_range(grad_norm, grad_max, self._floors(present, grads))
+        floors = self._floors(present, grads)
+        grad_max = max_abs(grads, self.device) if with_max else None
+        if grad_max is None:  # an all-zero gradient reads out of range until its max says 0
+            in_range = torch.isfinite(grad_norm) & (grad_norm >= floors)
+        else:
+            in_range = norms_in_range(grad_norm, grad_max, floors)
         # The step's one host sync. A norm in range proves every entry finite and the
         # fast norm exact: healthy steps skip the counting and recomputing passes.
-        if bool(in_range.all()):
+        healthy = bool(in_range.all())
+        if not healthy and grad_max is None:
+            maxima = max_abs(grads, self.device)
+            in_range = norms_in_range(grad_norm, maxima, floors)
+            healthy = bool(in_range.all())
+        else:
+            maxima = grad_max
+        self._last = (present, grads, maxima)  # for grad_max() of this step
+        if healthy:
             counts = torch.zeros_like(grad_norm)
         else:
             counts = nonfinite_counts(grads, self.device)
-            redo = ~in_range & torch.isfinite(grad_max)
-            grad_norm = exact_norms(grads, grad_norm, grad_max, redo)
-        values = StatBlock.from_rows(
-            {"grad_norm": grad_norm, "grad_max": grad_max, "grad_nonfinite": counts}
-        )
-        if len(present) == len(self.params):
+            redo = ~in_range & torch.isfinite(maxima)
+            grad_norm = exact_norms(grads, grad_norm, maxima, redo)
+        rows = {"grad_norm": grad_norm, "grad_max": grad_max, "grad_nonfinite": counts}
+        values = StatBlock.from_rows({name: rows[name] for name in names})
+        if present is None:
             return values
         out = StatBlock(
             values.names,
@@ -130,9 +157,25 @@ class ParameterProbe:
         out.values[:, torch.tensor(present, device=self.device)] = values.values
         return out
 
-    def _floors(self, present: list[int], grads: list[torch.Tensor]) -> torch.Tensor:
-        # sizes and dtypes are fixed: one small host-to-device copy per set of gradients
-        key = (tuple(present), tuple(g.dtype for g in grads))
+    def grad_max(self) -> torch.Tensor:
+        """The ``grad_max`` row (max |g| per parameter, NaN without a gradient) of the last
+        :meth:`measure_grads`, measured now if that call did not (``with_max=False``)."""
+        if self._last is None:
+            return torch.full((len(self.params),), float("nan"), device=self.device)
+        present, grads, maxima = self._last
+        self._last = None  # the gradients are not kept past their step
+        with torch.no_grad():
+            maxima = max_abs(grads, self.device) if maxima is None else maxima
+        if present is None:
+            return maxima
+        out = torch.full((len(self.params),), float("nan"), dtype=maxima.dtype, device=self.device)
+        out[torch.tensor(present, device=self.device)] = maxima
+        return out
+
+    def _floors(self, present: list[int] | None, grads: list[torch.Tensor]) -> torch.Tensor:
+        # a gradient has its parameter's size and dtype: one small host-to-device copy per
+        # set of present gradients (None: all of them)
+        key = None if present is None else tuple(present)
         if self._floor_cache is None or self._floor_cache[0] != key:
             self._floor_cache = (key, norm_floors(grads, self.device))
         return self._floor_cache[1]
@@ -142,7 +185,7 @@ class ParameterProbe:
         if not self.track_updates:
             return
         with torch.no_grad():
-            weights = [self._local(p.detach()) for p in self.params]
+            weights = self._weights()
             if self._scratch is None or any(
                 s.shape != w.shape for s, w in zip(self._scratch, weights, strict=True)
             ):
@@ -168,7 +211,7 @@ class ParameterProbe:
             unchanged: the optimizer did not step (e.g. GradScaler skipped it): the update is 0.
         """
         with torch.no_grad():
-            weights = [self._local(p.detach()) for p in self.params]
+            weights = self._weights()
             weight_norm = norms(weights, 2.0, self.device)
             if unchanged:
                 self._have_snapshot = False
@@ -181,9 +224,16 @@ class ParameterProbe:
             self._have_snapshot = False
             return _weight_block(weight_norm, update_norm, ratio(update_norm, weight_norm))
 
+    def _weights(self) -> list[torch.Tensor]:
+        """The parameters as plain tensors (their local shards), read under ``no_grad``."""
+        if self._local is _itself:
+            return self.params
+        return [self._local(p.detach()) for p in self.params]
+
     def release(self) -> None:
         """Free the scratch copy of the weights."""
         self._scratch = None
+        self._last = None
         self._have_snapshot = False
 
 

@@ -51,6 +51,8 @@ class Remedy:
         activations: the :data:`ACTIVATION_KINDS` this remedy is meant for (empty: any);
             decides between remedies sharing a rank (an init per activation).
         components: the remedies of a chain, in order (empty for a single remedy).
+        settings: ``{framework: setting}``: what a user of that framework changes instead
+            (``{"keras": 'kernel_initializer="he_normal"'}``); see ``remedies.frameworks``.
     """
 
     id: str
@@ -62,6 +64,7 @@ class Remedy:
     treats: Mapping[str, int] = field(default_factory=dict, hash=False, repr=False)
     activations: tuple[str, ...] = ()
     components: tuple[Remedy, ...] = field(default=(), repr=False)
+    settings: Mapping[str, str] = field(default_factory=dict, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -88,6 +91,7 @@ class Remedy:
             )
         object.__setattr__(self, "params", dict(self.params))
         object.__setattr__(self, "treats", MappingProxyType(dict(self.treats)))
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
 
     def applicable(self, problem: Problem) -> tuple[bool, str]:
         """Whether ``apply`` can run on ``problem``, and if not, why (empty reason when it can)."""

@@ -266,5 +266,6 @@ REMEDIES = (
         "(Nair & Hinton 2010; He et al. 2015; Smith 2017)",
         {"to": "relu", "seed": 0, "check_lr": True}, _swap, _swap_check,
         treats={"vanishing_gradients_with_saturating": 1, "saturated_activations": 1, "dead_units": 1},
+        settings={"keras": 'activation="relu" with kernel_initializer="he_normal"'},
     ),
 )  # fmt: skip

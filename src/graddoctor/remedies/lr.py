@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor._foreach import nonfinite_counts
+from graddoctor.monitor._verdict import nonfinite_parameters, optimizer_grads, step_verdict
 from graddoctor.problem import Problem, backward_and_step, compute_loss, default_optimizer
 from graddoctor.remedies._common import positive, trainable_reason
 from graddoctor.remedies._remedy import Remedy
@@ -120,8 +120,8 @@ class StepGuard:
     .. math:: \eta \leftarrow \max(\eta \cdot \mathrm{factor},\ \eta_{\min})
 
     A wrapper rather than an optimizer step pre-hook, because a pre-hook cannot cancel
-    the step. The check counts non-finite entries on the device and costs one host
-    synchronisation per step. An lr scheduler
+    the step. The check is the verdict of :class:`graddoctor.Guard` (which also clips
+    spikes and rolls back) and costs one host synchronisation per step. An lr scheduler
     that recomputes the lr from scratch at every step overrides the reduction. Under
     AMP, ``torch.amp.GradScaler`` already skips steps with non-finite unscaled
     gradients; use this guard for full-precision training.
@@ -154,14 +154,15 @@ class StepGuard:
         self.consecutive = 0
 
     def gradients_finite(self) -> bool:
-        """Whether every gradient of the optimizer's parameters is finite (one sync)."""
-        grads = [
-            p.grad
-            for group in self.optimizer.param_groups
-            for p in group["params"]
-            if p.grad is not None
-        ]
-        return bool((nonfinite_counts(grads) == 0).all()) if grads else True
+        """Whether every gradient of the optimizer's parameters is finite (one sync).
+
+        The verdict of :class:`graddoctor.Guard` (one fused norm); only when that norm is not
+        finite are the entries counted, so finite gradients whose norm overflows still step.
+        """
+        _, grads = optimizer_grads(self.optimizer)
+        if not grads or step_verdict(grads, []).grads_finite:
+            return True
+        return not nonfinite_parameters([str(i) for i in range(len(grads))], grads)
 
     def step(self) -> bool:
         """Step the optimizer if the gradients are finite.

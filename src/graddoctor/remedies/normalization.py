@@ -233,5 +233,6 @@ REMEDIES = (
             "vanishing_activations_with_rectifier_or_saturating": 2, "exploding_activations": 2,
             "exploding_activations_with_rectifier_or_saturating": 2, "saturated_activations": 2, "dead_units": 4,
         },
+        settings={"keras": "keras.layers.BatchNormalization() after each Dense, before its activation"},
     ),
 )  # fmt: skip

@@ -26,6 +26,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
+from ._figures_sampling import envelope, envelope_index, shown_note, spread
 
 NOT_RECORDED = "no activation statistics were recorded (activations_every=None?)"
 
@@ -83,22 +84,28 @@ def activations(
     chosen = [n for n in chosen if not np.all(np.isnan(nonfinite[:, names.index(n)]))]
     if not chosen:
         return show_message(ax, "the chosen modules never ran on a recorded step", headline)
-    labels = [layer_label(n, types) for n in chosen]
-    colors = sequential_colors(len(chosen))
+    drawn = [chosen[i] for i in spread(len(chosen))]
+    labels = [layer_label(n, types) for n in drawn]
+    colors = sequential_colors(len(drawn))
     bad = np.zeros(steps.size, dtype=bool)
-    for name, label, color in zip(chosen, labels, colors, strict=True):
+    for name in chosen:
         j = names.index(name)
-        ax.plot(steps, mean[:, j], color=color, label=label, marker="o", markersize=2)
+        with np.errstate(invalid="ignore"):
+            bad |= (nonfinite[:, j] > 0) | (~np.isnan(nonfinite[:, j]) & ~np.isfinite(mean[:, j]))
+    for name, label, color in zip(drawn, labels, colors, strict=True):
+        j = names.index(name)
+        low, high = mean[:, j] - std[:, j], mean[:, j] + std[:, j]
+        keep = np.union1d(envelope_index(mean[:, j]), envelope_index(low))
+        keep = np.union1d(keep, envelope_index(high))  # the mean's and the band's extremes
+        ax.plot(steps[keep], mean[keep, j], color=color, label=label, marker="o", markersize=2)
         ax.fill_between(
-            steps,
-            mean[:, j] - std[:, j],
-            mean[:, j] + std[:, j],
+            steps[keep],
+            low[keep],
+            high[keep],
             color=color,
             alpha=0.12,
             linewidth=0,
         )
-        with np.errstate(invalid="ignore"):
-            bad |= (nonfinite[:, j] > 0) | (~np.isnan(nonfinite[:, j]) & ~np.isfinite(mean[:, j]))
     mark_nonfinite_steps(ax, steps[bad], "non-finite activations")
     columns = [names.index(n) for n in chosen]
     edges = np.abs(
@@ -116,7 +123,8 @@ def activations(
     set_title(
         ax,
         headline + note,
-        "a mean pinned at a bound with a thin band = saturated units (Glorot & Bengio 2010)",
+        "a mean pinned at a bound with a thin band = saturated units (Glorot & Bengio 2010)"
+        + shown_note(len(drawn), len(chosen)),
     )
     return ax
 
@@ -166,17 +174,18 @@ def saturation(run: RunLike, ax: Axes | None = None) -> Axes:
         return show_message(
             ax, "no bounded (tanh, sigmoid...) or ReLU-family module was recorded", headline
         )
-    modules = list(dict.fromkeys(name for name, *_ in lines))
+    every_module = list(dict.fromkeys(name for name, *_ in lines))
+    modules = [every_module[i] for i in spread(len(every_module))]
     colors = dict(zip(modules, sequential_colors(len(modules)), strict=True))
     worst = (0.0, "")
     for name, j, values, kind, style in lines:
-        ax.plot(
-            steps,
-            values[:, j],
-            linestyle=style,
-            color=colors[name],
-            label=f"{layer_label(name, types)} {kind}",
-        )
+        if name in colors:
+            ax.plot(
+                *envelope(steps, values[:, j]),
+                linestyle=style,
+                color=colors[name],
+                label=f"{layer_label(name, types)} {kind}",
+            )
         last = values[:, j][np.isfinite(values[:, j])]
         if last.size and last[-1] > worst[0]:
             worst = (
@@ -200,5 +209,6 @@ def saturation(run: RunLike, ax: Axes | None = None) -> Axes:
         ]
         ax.legend(handles=styles + ([mark] if mark is not None else []), fontsize=7, loc="best")
     hint = worst[1] if worst[0] > 0 else "no saturated or dead units at the last recorded step"
+    hint += shown_note(len(modules), len(every_module))
     set_title(ax, headline + ": rising lines = units that stop passing gradient", hint)
     return ax

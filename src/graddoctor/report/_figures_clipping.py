@@ -22,6 +22,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
+from ._figures_sampling import envelope
 
 
 def clipping(run: RunLike, ax: Axes | None = None) -> Axes:
@@ -45,7 +46,7 @@ def clipping(run: RunLike, ax: Axes | None = None) -> Axes:
         return show_message(
             ax, f"no {CLIP_TOTAL_NORM!r} recorded: the loop clips nothing seen", headline
         )
-    ax.plot(steps, norms, color=PALETTE[0], linewidth=1.3, label="norm before clipping")
+    ax.plot(*envelope(steps, norms), color=PALETTE[0], linewidth=1.3, label="norm before clipping")
     if threshold_steps.size:
         ax.step(
             threshold_steps,

@@ -24,6 +24,8 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
+from ._figures_sampling import envelope
+from ._guard_marks import draw_guard_events, guard_events
 
 
 def _named_runs(runs: RunLike | Sequence[RunLike] | Mapping[str, RunLike]) -> dict[str, RunLike]:
@@ -85,6 +87,7 @@ def loss(
         views = {label: stack.enter_context(opened(run)) for label, run in named.items()}
         for label, view in views.items():
             curves[label] = view.run.scalars(name)
+        guarded = {label: guard_events(view.run) for label, view in views.items()}
         known = sorted({n for view in views.values() for n in view.run.scalar_names()})
     headline = "Training loss" if name == "loss" else name
     if all(steps.size == 0 for steps, _ in curves.values()):
@@ -96,7 +99,13 @@ def loss(
     diverged = []
     for index, (label, (steps, values)) in enumerate(curves.items()):
         color = PALETTE[index % len(PALETTE)]
-        ax.plot(steps, values, color=color, linewidth=1.3, label=label if len(curves) > 1 else name)
+        ax.plot(
+            *envelope(steps, values),
+            color=color,
+            linewidth=1.3,
+            label=label if len(curves) > 1 else name,
+        )
+        draw_guard_events(ax, guarded[label], color)  # the Guard's skips, clips and rollbacks
         bad = np.nonzero(~np.isfinite(values))[0]
         if bad.size:
             first = int(steps[bad[0]])

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -27,6 +28,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
+from ._figures_sampling import MAX_MARKS, bin_columns, column_max
 
 
 def _cell_edges(steps: np.ndarray) -> np.ndarray:
@@ -52,7 +54,8 @@ def gradient_flow(
     A layer's norm combines its parameters' norms in quadrature,
     :math:`\sqrt{\sum_p \|g_p\|^2}` (as ``graddoctor show``). Rows are in execution
     order with the input at the top; non-finite cells carry a red cross, cells with no
-    gradient are grey, exactly-zero gradients a black ring.
+    gradient are grey, exactly-zero gradients a black ring (cells painted black when
+    there are more than ``MAX_MARKS``).
 
     Args:
         run: a run or its path.
@@ -61,7 +64,8 @@ def gradient_flow(
         max_labels: label at most this many rows.
 
     Returns:
-        The axes; its ``QuadMesh`` holds the plotted ``log10`` array (``[layers, steps]``).
+        The axes; its ``QuadMesh`` holds the plotted ``log10`` array (``[layers, steps]``;
+        over ``MAX_COLUMNS`` steps, ``[layers, groups of steps]``, each group's largest).
     """
     ax = new_axes(ax, (8.0, 4.8))
     headline = "Gradient flow: gradient norm of each layer over training"
@@ -72,6 +76,14 @@ def gradient_flow(
         types = view.types
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log10(norms).T  # [M, S]
+    edges, cells, bad, zero = _cell_edges(steps), steps, nonfinite.T, norms.T == 0
+    thinned = bin_columns(steps)
+    if thinned is not None:  # a long run: each column a group of steps, its largest norm
+        starts, edges = thinned
+        logs = column_max(logs.T, starts).T
+        bad = np.logical_or.reduceat(nonfinite, starts, axis=0).T
+        zero = np.logical_or.reduceat(norms == 0, starts, axis=0).T
+        cells = (edges[:-1] + edges[1:]) / 2
     image = np.ma.masked_invalid(logs)
     finite = logs[np.isfinite(logs)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 0.0)
@@ -79,14 +91,12 @@ def gradient_flow(
         low, high = low - 0.5, high + 0.5
     cmap = colormaps[SEQUENTIAL].with_extremes(bad=NOT_RECORDED_COLOR)
     rows = np.arange(len(modules) + 1, dtype=float)
-    mesh = ax.pcolormesh(
-        _cell_edges(steps), rows, image, cmap=cmap, vmin=low, vmax=high, rasterized=True
-    )
+    mesh = ax.pcolormesh(edges, rows, image, cmap=cmap, vmin=low, vmax=high, rasterized=True)
     handles: list = []
-    bad_rows, bad_cols = np.nonzero(nonfinite.T)
+    bad_rows, bad_cols = np.nonzero(bad)
     if bad_rows.size:
         ax.scatter(
-            steps[bad_cols],
+            cells[bad_cols],
             bad_rows + 0.5,
             marker="x",
             s=30,
@@ -100,10 +110,20 @@ def gradient_flow(
                 [], [], color=NONFINITE_COLOR, marker="x", linestyle="none", label=NONFINITE_LABEL
             )
         )
-    zero_rows, zero_cols = np.nonzero(norms.T == 0)
-    if zero_rows.size:
+    zero_rows, zero_cols = np.nonzero(zero)
+    if zero_rows.size > MAX_MARKS:  # rings would bury the map: the cells are painted black
+        ax.pcolormesh(
+            edges,
+            rows,
+            np.ma.masked_where(~zero, np.zeros(zero.shape)),
+            cmap=ListedColormap(["black"]),
+            rasterized=True,
+            label="zero gradient",
+        )
+        handles.append(Patch(facecolor="black", label="zero gradient"))
+    elif zero_rows.size:
         ax.scatter(
-            steps[zero_cols],
+            cells[zero_cols],
             zero_rows + 0.5,
             marker="o",
             s=18,

@@ -19,6 +19,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
+from ._figures_sampling import envelope, shown_note, spread
 
 UPDATE_RATIO_RULE = 1e-3
 WEIGHT_PANELS = ("weight_norm", "update_ratio")
@@ -63,18 +64,20 @@ def weights(run: RunLike, ax: Axes | None = None, *, stat: str | None = None) ->
         _, _, update_norm = view.module_norms("update_norm")
         types = view.types
     bad_weight = ~np.isfinite(weight_norm).all(axis=1)
-    labels = [layer_label(m, types) for m in modules]
-    colors = sequential_colors(len(modules))
+    drawn = spread(len(modules))
+    labels = [layer_label(modules[j], types) for j in drawn]
+    colors = sequential_colors(len(drawn))
+    note = shown_note(len(drawn), len(modules))
     if stat == "weight_norm":
-        for j in range(len(modules)):
-            ax.plot(steps, weight_norm[:, j], color=colors[j], label=labels[j])
+        for k, j in enumerate(drawn):
+            ax.plot(*envelope(steps, weight_norm[:, j]), color=colors[k], label=labels[k])
         mark_nonfinite_steps(ax, steps[bad_weight], "non-finite weights")
         log_scale_if_wide(ax, weight_norm)
         ax.set_ylabel(r"weight norm $\|W\|$")
         set_title(
             ax,
             "Weight norm per layer",
-            "steady growth = weights blowing up; a jump = an exploding step",
+            "steady growth = weights blowing up; a jump = an exploding step" + note,
         )
     else:
         if np.all(np.isnan(update_norm)):
@@ -85,8 +88,8 @@ def weights(run: RunLike, ax: Axes | None = None, *, stat: str | None = None) ->
             )
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = update_norm / weight_norm
-        for j in range(len(modules)):
-            ax.plot(steps, ratio[:, j], color=colors[j], label=labels[j])
+        for k, j in enumerate(drawn):
+            ax.plot(*envelope(steps, ratio[:, j]), color=colors[k], label=labels[k])
         ax.axhline(
             UPDATE_RATIO_RULE,
             color="black",
@@ -99,7 +102,7 @@ def weights(run: RunLike, ax: Axes | None = None, *, stat: str | None = None) ->
         mark_nonfinite_steps(ax, steps[bad_ratio], "non-finite update")
         ax.set_yscale("log")
         ax.set_ylabel(r"update ratio $\|\Delta W\| / \|W\|$")
-        set_title(ax, "Update ratio per layer", _ratio_hint(steps, ratio, modules))
+        set_title(ax, "Update ratio per layer", _ratio_hint(steps, ratio, modules) + note)
     step_axis(ax)
     ax.grid(True, alpha=0.3)
     layer_key(ax, labels, colors)

@@ -123,7 +123,11 @@ FIGURES: dict[str, Figure] = {
         "Gradient norm before clipping against the clip's threshold; dots: steps where it fired.",
         lambda view: view.has_scalar(CLIP_TOTAL_NORM),
     ),
-    "loss": Figure("_figures_curves:loss", "Training loss; a cross marks the first non-finite value.", _has_loss),
+    "loss": Figure(
+        "_figures_curves:loss",
+        "Training loss; a cross marks the first non-finite value.",
+        _has_loss,
+    ),
     "linear_theory": Figure(
         "_figures_curves:linear_theory",
         "Measured per-layer weight gradients against the deep linear chain's closed form.",

@@ -12,6 +12,10 @@ enough to train for its ``steps`` in seconds on one CPU thread.
 True
 >>> get_scenario("deep-relu-bn").variants.keys()
 dict_keys(['batchnorm'])
+
+``keras_lecture`` is the lecture's own Keras MLP, trained with Keras through
+``graddoctor.integrations.keras``: it is listed in :data:`FRAMEWORK_SCENARIOS`, not in
+:func:`available` (whose scenarios are PyTorch Problems).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from graddoctor.scenarios import (
     deep_linear,
     deep_relu_bn,
     exploding,
+    keras_lecture,
     rnn_long_range,
     selu,
     sigmoid_saturation,
@@ -41,6 +46,10 @@ _BUILDERS: dict[str, Callable[[int], Scenario]] = {
     rnn_long_range.NAME: rnn_long_range.build,
     selu.NAME: selu.build,
 }
+
+# scenarios trained through a framework integration rather than as a Problem: name ->
+# the framework (``graddoctor demo`` runs them when it is installed)
+FRAMEWORK_SCENARIOS: dict[str, str] = {keras_lecture.NAME: keras_lecture.FRAMEWORK}
 
 
 def available() -> list[str]:
@@ -63,6 +72,7 @@ def get_scenario(name: str, seed: int = 0) -> Scenario:
 
 
 __all__ = [
+    "FRAMEWORK_SCENARIOS",
     "Scenario",
     "available",
     "deep_linear_measurements",

@@ -15,17 +15,13 @@ from ._connect import QUERY_SECONDS, ReadConnection
 from ._schema import MAX_STEP, SQLITE_MAGIC, RunFileError
 from ._validate import (
     check_integer,
-    check_real,
     check_tables,
     event_payload,
     read_groups,
     read_meta,
     vector,
 )
-
-# a series may be this many times larger in memory than the values the file stores (time
-# groups: shorter early sequences), or this many cells, whichever is larger
-DENSE_FACTOR, DENSE_CELLS = 64, 2**22
+from ._vectors import integers, reals, stat_matrix
 
 
 class Run:
@@ -68,6 +64,8 @@ class Run:
         check_tables(self._db, self.path)  # the first read fixes the snapshot
         self.meta = read_meta(self._db, self.path)
         self._sizes, self._groups = read_groups(self._db, self.path)
+        self._scalar_names: list[str] | None = None
+        self._names: dict[str, list[str]] = {}
 
     def _guard(self, read: Any) -> Any:
         try:
@@ -95,8 +93,10 @@ class Run:
 
     def names(self, group: str) -> list[str]:
         """The column names of a statistic group (``"parameters"``, ``"modules"``...)."""
-        rows = self._query("SELECT name FROM layer_names WHERE grp=? ORDER BY idx", (group,))
-        return [r[0] for r in rows]
+        if group not in self._names:  # read once per snapshot
+            rows = self._query("SELECT name FROM layer_names WHERE grp=? ORDER BY idx", (group,))
+            self._names[group] = [r[0] for r in rows]
+        return list(self._names[group])
 
     def group_of(self, stat: str) -> str:
         """The group a statistic is a vector over; KeyError naming the known ones."""
@@ -112,8 +112,15 @@ class Run:
 
     def scalar_names(self) -> list[str]:
         """Every scalar name recorded (loss, lr/0, time/step...)."""
-        rows = self._query("SELECT DISTINCT name FROM scalars ORDER BY name")
-        return [r[0] for r in rows if isinstance(r[0], str)]
+        if self._scalar_names is None:  # read once per snapshot
+            rows = self._query("SELECT DISTINCT name FROM scalars ORDER BY name")
+            self._scalar_names = [r[0] for r in rows if isinstance(r[0], str)]
+        return list(self._scalar_names)
+
+    def count(self, stat: str) -> int:
+        """How many steps recorded ``stat`` (0 for a statistic never recorded or not declared)."""
+        ((found,),) = self._query("SELECT COUNT(*) FROM stats WHERE stat=?", (stat,))
+        return int(found)
 
     # -- data ------------------------------------------------------------------------
     def series(
@@ -131,20 +138,8 @@ class Run:
         """
         group = self.group_of(stat)
         all_names, size = self.names(group), self._sizes.get(group, 0)
-        ((count, stored),) = self._query(
-            "SELECT COUNT(*), TOTAL(length(value)) FROM stats WHERE stat=?", (stat,)
-        )
-        if count * size > max(DENSE_FACTOR * stored / 4, DENSE_CELLS):
-            raise RunFileError(
-                f"{self.path}: {stat!r} declares {size} columns over {count} steps but stores "
-                f"only {int(stored)} bytes: not a file graddoctor writes"
-            )
         rows = self._query("SELECT step, value FROM stats WHERE stat=? ORDER BY step", (stat,))
-        values = np.full((len(rows), size), np.nan, dtype=np.float64)
-        for i, (step, blob) in enumerate(rows):
-            vec = vector(self.path, stat, step, blob, size)
-            values[i, : len(vec)] = vec
-        steps = np.array([r[0] for r in rows], dtype=np.int64)
+        steps, values = stat_matrix(self.path, stat, rows, size)
         if names is not None:
             index = {n: i for i, n in enumerate(all_names)}
             missing = [n for n in names if n not in index]
@@ -179,9 +174,8 @@ class Run:
     def scalars(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """A scalar over steps: ``(steps int64, values float64)``; NULL reads as NaN."""
         rows = self._query("SELECT step, value FROM scalars WHERE name=? ORDER BY step", (name,))
-        steps = np.array([check_integer(self.path, "scalars", r[0]) for r in rows], dtype=np.int64)
-        values = np.array([check_real(self.path, name, r[1]) for r in rows], dtype=np.float64)
-        return steps, values
+        steps = integers(self.path, "scalars", [r[0] for r in rows])
+        return steps, reals(self.path, name, [r[1] for r in rows])
 
     def steps(self, stat: str | None = None) -> np.ndarray:
         """Every recorded step (of one statistic, or of anything)."""
@@ -189,8 +183,7 @@ class Run:
             sql, args = "SELECT step FROM stats UNION SELECT step FROM scalars ORDER BY step", ()
         else:
             sql, args = "SELECT step FROM stats WHERE stat=? ORDER BY step", (stat,)
-        rows = self._query(sql, args)
-        return np.array([check_integer(self.path, "stats", r[0]) for r in rows], dtype=np.int64)
+        return integers(self.path, "stats", [r[0] for r in self._query(sql, args)])
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Recorded events, each ``{"step", "kind", **payload}``."""

@@ -5,7 +5,9 @@ id             what it does, defaults
 =============  ======================================================================
 clip_value     grad transform ``clip_grad_value_(value=1.0)``
 clip_norm      grad transform ``clip_grad_norm_(max_norm=1.0, norm_type=2.0,
-               nonfinite="skip")``: a non-finite step is skipped, not applied
+               nonfinite="skip", per_tensor=False)``: a non-finite step is skipped,
+               not applied; the total norm (Keras' ``global_clipnorm``), or with
+               ``per_tensor=True`` each tensor's own (Keras' ``clipnorm``)
 clip_backward  ``clip_during_backward(value=1.0)`` hooks on the new model; the handle is
                ``notes["backward_clip"]`` (``.remove()``)
 clip_adaptive  grad transform ``adaptive_clip_(clip_factor=0.01, eps=1e-3)`` on every layer
@@ -52,12 +54,16 @@ def _clip_value(problem: Problem, params: dict[str, Any]) -> Problem:
 def _clip_norm(problem: Problem, params: dict[str, Any]) -> Problem:
     max_norm = positive("max_norm", params["max_norm"])
     norm_type = check_norm_type(params["norm_type"])
-    nonfinite = params["nonfinite"]
+    nonfinite, per_tensor = params["nonfinite"], params["per_tensor"]
     if nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+    if not isinstance(per_tensor, bool):
+        raise ValueError(f"per_tensor must be True or False, got {per_tensor!r}")
 
     def clip_norm(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        clip_grad_norm_(model.parameters(), max_norm, norm_type, nonfinite=nonfinite)
+        clip_grad_norm_(
+            model.parameters(), max_norm, norm_type, nonfinite=nonfinite, per_tensor=per_tensor
+        )
 
     return _append_transform(problem, clip_norm)
 
@@ -100,10 +106,11 @@ REMEDIES = (
         "clip_value", "Clip every gradient entry to [-value, value] (Mikolov 2012)",
         {"value": 1.0}, _clip_value, trainable_reason,
         treats={"nonfinite": 3, "nonfinite_while_exploding": 3, "exploding_gradients_from_huge_loss": 4},
+        settings={"keras": "clipvalue=1.0 on the optimizer"},
     ),
     Remedy(
         "clip_norm", "Rescale the gradients to a maximum total norm (Pascanu, Mikolov & Bengio 2013)",
-        {"max_norm": 1.0, "norm_type": 2.0, "nonfinite": "skip"}, _clip_norm, trainable_reason,
+        {"max_norm": 1.0, "norm_type": 2.0, "nonfinite": "skip", "per_tensor": False}, _clip_norm, trainable_reason,
         treats={
             "nonfinite": 2, "nonfinite_from_huge_loss": 2, "nonfinite_in_recurrent": 1,
             "nonfinite_while_exploding": 1, "exploding_gradients": 1, "exploding_gradients_in_recurrent": 1,
@@ -111,6 +118,7 @@ REMEDIES = (
             "exploding_gradients_over_time": 1, "amp_scale_collapse": 2, "amp_scale_collapse_from_huge_loss": 3,
             "diverging_loss": 3,
         },
+        settings={"keras": "global_clipnorm=1.0 on the optimizer (clipnorm=1.0 clips each weight tensor alone)"},
     ),
     Remedy(
         "clip_backward", "Clamp gradients during backpropagation with tensor hooks (Mikolov 2012)",

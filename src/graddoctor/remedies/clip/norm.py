@@ -148,9 +148,10 @@ def clip_grad_norm_(
     foreach: bool | None = None,
     *,
     nonfinite: str | None = None,
-    per_layer: bool = False,
+    per_tensor: bool = False,
     eps: float = DEFAULT_EPS,
     process_group=None,
+    per_layer: bool | None = None,
 ) -> torch.Tensor:
     r"""Rescale the gradients so that their norm is at most ``max_norm``; return the norm.
 
@@ -159,8 +160,13 @@ def clip_grad_norm_(
 
     Pascanu, Mikolov & Bengio (2013), "On the difficulty of training recurrent neural
     networks". Same signature and result as ``torch.nn.utils.clip_grad_norm_``, plus
-    keyword-only options. With ``per_layer=True`` each gradient tensor is clipped to its
-    own norm.
+    keyword-only options. With ``per_tensor=True`` each gradient tensor (a layer's weight
+    and its bias separately) is clipped to its own norm.
+
+    Keras: the default (the total norm) is the optimizer's ``global_clipnorm``, and
+    ``per_tensor=True`` its ``clipnorm`` ("the gradient of each weight is individually
+    clipped"): Keras scales by :math:`c / \max(\|g\|, c)`, graddoctor by
+    :math:`\min(c / (\|g\| + \epsilon), 1)`, the same up to :math:`\epsilon`.
 
     ``nonfinite`` decides what happens when a norm is nan or inf (``None``: ``"raise"``
     if ``error_if_nonfinite`` else ``"propagate"``, as torch):
@@ -183,16 +189,17 @@ def clip_grad_norm_(
         foreach: ``None`` uses the foreach kernels where supported; ``True`` insists.
         nonfinite: ``"raise"``, ``"skip"``, ``"zero"`` or ``"propagate"``; overrides
             ``error_if_nonfinite``.
-        per_layer: clip each tensor to its own norm instead of the total norm.
+        per_tensor: clip each tensor to its own norm instead of the total norm.
         eps: :math:`\epsilon`, added to the norm to avoid dividing by zero.
         process_group: the gradients are shards over this group (FSDP1 with
             ``use_orig_params=True``: its process group, ``dist.group.WORLD`` by default);
             DTensor gradients (FSDP2) are detected without it. The norm is then the
             global one (one all-reduce; every rank must call), equal to the
             single-process result.
+        per_layer: the former name of ``per_tensor`` (an alias).
 
     Returns:
-        the total norm before clipping (0-dim), or with ``per_layer`` the vector of
+        the total norm before clipping (0-dim), or with ``per_tensor`` the vector of
         per-tensor norms in parameter order; ``tensor(0.)`` when no parameter has a gradient.
         Half-precision gradients are measured in float32 (a float32 norm), so finite fp16
         entries whose fp16 norm would overflow are clipped, not called non-finite.
@@ -200,6 +207,7 @@ def clip_grad_norm_(
     max_norm = check_positive("max_norm", max_norm)
     norm_type = check_norm_type(norm_type)
     eps = check_eps(eps)
+    per_tensor = per_tensor_option(per_tensor, per_layer)
     if nonfinite is None:
         nonfinite = "raise" if error_if_nonfinite else "propagate"
     if nonfinite not in NONFINITE_POLICIES:
@@ -207,17 +215,17 @@ def clip_grad_norm_(
     params = as_tensor_list(parameters)
     found = sharding([p.grad for p in params], process_group, params)
     if found is not None:  # a collective: before any early return
-        return clip_sharded_(params, max_norm, norm_type, nonfinite, per_layer, eps, found)
+        return clip_sharded_(params, max_norm, norm_type, nonfinite, per_tensor, eps, found)
     grads = grads_of(params)
     if not grads:
-        return torch.zeros(0) if per_layer else torch.tensor(0.0)
+        return torch.zeros(0) if per_tensor else torch.tensor(0.0)
     if nonfinite == "zero":
         for grad in grads:
             torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0)
     groups = group_by_device_and_dtype(grads, foreach)
     norms = group_norms(groups, norm_type)
     first_device = grads[0].device
-    if per_layer:
+    if per_tensor:
         by_index = {
             i: n
             for group, group_norms_ in zip(groups, norms)
@@ -228,11 +236,11 @@ def clip_grad_norm_(
         norm = combine(norms, first_device, norm_type)
     if nonfinite in ("raise", "skip") and not bool(torch.isfinite(norm).all()):  # host sync
         if nonfinite == "raise":
-            raise_nonfinite(norm_type, per_layer)
+            raise_nonfinite(norm_type, per_tensor)
         for param in params:
             param.grad = None
         return norm
-    if per_layer:
+    if per_tensor:
         scale_each_(groups, norms, max_norm, eps)
     else:
         scale_(groups, clip_coefficient(max_norm, norm, eps))
@@ -244,17 +252,31 @@ def clip_norm_(
     max_norm: float,
     norm_type: float = 2.0,
     nonfinite: str = "raise",
-    per_layer: bool = False,
+    per_layer: bool | None = None,
     eps: float = DEFAULT_EPS,
     foreach: bool | None = None,
     process_group=None,
+    *,
+    per_tensor: bool = False,
 ) -> torch.Tensor:
     """:func:`clip_grad_norm_` with ``nonfinite="raise"`` by default (kept for one release).
 
     The name and argument order of graddoctor 0.x; ``clip_grad_norm_(params, max_norm,
-    nonfinite=...)`` does the same.
+    nonfinite=...)`` does the same. ``per_tensor=True`` (alias ``per_layer``) is Keras'
+    ``clipnorm``, the default Keras' ``global_clipnorm``.
     """
     return clip_grad_norm_(
-        params, max_norm, norm_type, foreach=foreach, nonfinite=nonfinite, per_layer=per_layer,
-        eps=eps, process_group=process_group,
+        params, max_norm, norm_type, foreach=foreach, nonfinite=nonfinite,
+        per_tensor=per_tensor_option(per_tensor, per_layer), eps=eps, process_group=process_group,
     )  # fmt: skip
+
+
+def per_tensor_option(per_tensor: bool, per_layer: bool | None) -> bool:
+    """``per_tensor``, or its alias ``per_layer`` when that is given (they must agree if both are)."""
+    if per_layer is None:
+        return bool(per_tensor)
+    if per_tensor and not per_layer:
+        raise ValueError(
+            "per_tensor=True and per_layer=False disagree: per_layer is per_tensor's former name"
+        )
+    return bool(per_layer)

@@ -8,9 +8,16 @@ recurrent weights, ``lsuv_`` (Mishkin & Matas 2016) calibrates on data, and
 ``init_model_`` picks a scheme per layer from the activation that follows it.
 
 All ``*_normal_`` schemes are plain normal, as in ``torch.nn.init``; Keras's truncated
-variants are ``variance_scaling_(..., distribution="truncated_normal")``.
+variants are ``variance_scaling_(..., distribution="truncated_normal")``, or by their Keras
+names ``keras_init_(kernel, "he_normal")`` (``keras_names``: Keras' statistics and fans).
 """
 
+from graddoctor.remedies.init.keras_names import (
+    KERAS_INITIALIZERS,
+    VarianceScaling,
+    keras_init_,
+    keras_initializer,
+)
 from graddoctor.remedies.init.lsuv import LSUVLayer, lsuv_
 from graddoctor.remedies.init.model import InitChoice, init_model_
 from graddoctor.remedies.init.orthogonal import identity_, orthogonal_
@@ -27,7 +34,9 @@ from graddoctor.remedies.init.schemes import (
 )
 
 __all__ = [
+    "KERAS_INITIALIZERS",
     "TRUNCATED_NORMAL_STD",
+    "VarianceScaling",
     "InitChoice",
     "LSUVLayer",
     "fan_in_and_fan_out",
@@ -37,6 +46,8 @@ __all__ = [
     "he_uniform_",
     "identity_",
     "init_model_",
+    "keras_init_",
+    "keras_initializer",
     "lecun_normal_",
     "lecun_uniform_",
     "lsuv_",

@@ -75,17 +75,20 @@ REMEDIES = (
         _SCHEME_PARAMS, _init_transform("he"), _init_check,
         treats={**_MATCHED, "vanishing_gradients_with_rectifier": 1, "dead_units": 2},
         activations=("rectifier",),
+        settings={"keras": 'kernel_initializer="he_normal" on the Dense/Conv layers before ReLUs'},
     ),
     Remedy(
         "init_glorot", "Glorot uniform initialisation (Glorot & Bengio 2010, 'Understanding the difficulty...')",
         _SCHEME_PARAMS, _init_transform("glorot"), _init_check,
         treats={**_MATCHED, "vanishing_gradients_with_saturating": 3, "saturated_activations": 3},
         activations=("saturating", "none"),
+        settings={"keras": "kernel_initializer=\"glorot_uniform\" (Keras' default)"},
     ),
     Remedy(
         "init_lecun", "LeCun normal initialisation (LeCun et al. 1998, 'Efficient BackProp')",
         _SCHEME_PARAMS, _init_transform("lecun"), _init_check,
         treats=_MATCHED, activations=("selu",),
+        settings={"keras": 'kernel_initializer="lecun_normal" with activation="selu"'},
     ),
     Remedy(
         "init_orthogonal", "Orthogonal initialisation (Saxe, McClelland & Ganguli 2014)",
@@ -94,6 +97,7 @@ REMEDIES = (
             "nonfinite_in_recurrent": 4, "exploding_gradients_over_time": 3, "vanishing_gradients": 1,
             "vanishing_gradients_over_time": 3, "vanishing_activations": 1, "exploding_activations": 1,
         },
+        settings={"keras": 'kernel_initializer="orthogonal" (recurrent_initializer="orthogonal" in RNNs)'},
     ),
     Remedy(
         "init_lsuv", "Layer-sequential unit-variance initialisation (Mishkin & Matas 2016, 'All you need is a good init')",
