@@ -23,6 +23,7 @@ import copy
 import itertools
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._findings import GradDoctorWarning
 from ._foreach import max_abs
 from ._paths import timestamped_run_path
 from .diagnosis.diagnose import diagnose, zero_lr_window
@@ -143,7 +145,9 @@ def checkup(
         )
         # the steps the diagnosis compares with the zero-learning-rate control
         first_control = steps - zero_lr_window(steps) if control else steps
-        with monitor:
+        # the Monitor's live findings are not warned: the returned diagnosis names them
+        with warnings.catch_warnings(), monitor:  # closing it commits the last steps: still quiet
+            warnings.simplefilter("ignore", GradDoctorWarning)
             monitor.writer.set_meta({"recurrent_spectra": _spectra(model)})
             initial.train(problem.model.training)
             zero_lr = _ZeroLearningRate(problem, initial)

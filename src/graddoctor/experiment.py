@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from ._comparison_file import SCHEMA, read_comparison
+from ._findings import GradDoctorWarning
 from .diagnosis import diagnose
 from .diagnosis.findings import _jsonable
 from .monitor import Monitor
@@ -152,8 +154,10 @@ def _train(base: Problem, problem: Problem, steps: int, run_path: Path, name: st
     losses: list[float] = []
     start = time.perf_counter()
     rescaled = problem.predict_transform is not None
-    with Monitor(model, optimizer, path=run_path, activations_every=max(1, steps // 20), overwrite=True,
-                 config={"trial": name, "problem": problem.name}) as monitor:
+    monitor = Monitor(model, optimizer, path=run_path, activations_every=max(1, steps // 20), overwrite=True,
+                      config={"trial": name, "problem": problem.name})
+    with warnings.catch_warnings(), monitor:  # closing it commits the last steps: still quiet
+        warnings.simplefilter("ignore", GradDoctorWarning)  # a trial may diverge: its diagnosis says so
         for step, batch, base_batch in zip(range(steps), problem.batches(), base.batches()):
             loss = train_step(problem, model, optimizer, batch)
             if rescaled:

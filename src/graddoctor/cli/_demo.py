@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from ..demo import run_exploding_regression, run_scenarios, threads_for_idle_cores
+from ..demo import CorePlan, run_exploding_regression, run_scenarios, torch_threads
 from ..diagnosis import diagnose as run_diagnose
 from ..integrations._keras_lecture import demo_line as keras_demo_line
 from ..views import layer_rows
@@ -47,6 +48,8 @@ def regression_walkthrough(console: Console, out: Path, epochs: int) -> None:
                 )
             )
         console.print(layer_table(*_rows_at(out, bad), title=f"step {bad}: the gradients overflow"))
+    for finding in result.live:
+        console.print(f"[bold]live, while training:[/] {escape(finding)}")
     if result.first_nonfinite_step is not None:
         console.print(
             f"[bold red]the loss became non-finite at step {result.first_nonfinite_step}[/] "
@@ -67,13 +70,25 @@ def scenarios_overview(console: Console, out: Path, name: str | None) -> None:
     """
     console.rule("[bold]scenarios: diagnosis, literature check, remedies compared")
     start = time.perf_counter()
-    with threads_for_idle_cores() as threads, console.status("working") as status:
-        console.print(f"torch threads: {threads} (idle cores)")
+    plan = CorePlan.for_idle_cores()
+    pages = (
+        "a second process draws the report pages"
+        if plan.background_pages
+        else "pages drawn in turn"
+    )
+    console.print(f"idle cores: torch on {plan.threads} thread(s), {pages}")
+    with torch_threads(plan.threads), console.status("working") as status:
 
         def show(message: str) -> None:
             status.update(f"{message}  [dim]{time.perf_counter() - start:.0f} s[/]")
 
-        outcomes = run_scenarios(out, [name] if name else None, progress=show, threads=threads)
+        outcomes = run_scenarios(
+            out,
+            [name] if name else None,
+            progress=show,
+            threads=plan.threads,
+            background_pages=plan.background_pages,
+        )
         keras_line = None
         if name is None:  # the lecture's Keras MLP, when Keras is installed (else a one-line note)
             show("the lecture's MLP in Keras")

@@ -6,72 +6,44 @@ diagnoses every built-in scenario, checks its variants against what the literatu
 reports, compares its remedies and writes one HTML page per scenario plus an index.
 Nothing here prints: ``graddoctor.cli._demo`` presents these runs.
 
-The demo's models are small: one torch thread runs them about as fast as two, and more
-threads than idle cores make every thread wait for the others (OpenMP threads spin at
-each kernel's barrier), so a busy machine slowed the demo more than tenfold. Both runs
-therefore use as many threads as there are idle cores (:func:`idle_cores`), at least
-one and at most torch's setting, and restore torch's setting afterwards.
+Both take only the idle cores (:mod:`._cores`: torch's thread count from the load
+average, restored afterwards), and with a second idle core the report pages are drawn
+there while the next scenario trains (:mod:`._pages`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .monitor import Monitor
-from .problem import train_step
-from .scenarios.regression import exploding_regression
-from .store import open_run
-
-
-def idle_cores() -> int:
-    """Cores this process may run on less the one-minute load average (rounded), at least 1."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on Unix
-        busy = 0.0
-    return max(1, cores - math.floor(busy + 0.5))
-
-
-@contextlib.contextmanager
-def threads_for_idle_cores(threads: int | None = None) -> Iterator[int]:
-    """Run torch with ``threads`` threads (default: :func:`idle_cores`, at most torch's
-    setting); torch's setting is restored on exit.
-
-    Yields:
-        the number of threads in use.
-    """
-    before = torch.get_num_threads()
-    chosen = max(1, threads if threads is not None else min(before, idle_cores()))
-    torch.set_num_threads(chosen)
-    try:
-        yield chosen
-    finally:
-        torch.set_num_threads(before)
+from .._findings import GradDoctorWarning
+from ..monitor import Monitor
+from ..problem import train_step
+from ..scenarios.regression import exploding_regression
+from ..store import open_run
+from ._cores import CorePlan, torch_threads
+from ._pages import PageWriter
 
 
 @dataclass
 class DemoResult:
-    """Losses of the recorded run and where they stopped being finite."""
+    """Losses of the recorded run, where they stopped being finite, and the Monitor's live
+    findings (``"<kind> at step <n>: <message>"``) as training ran."""
 
     run_path: str
     losses: list[float]
     epoch_losses: list[float]
     first_nonfinite_step: int | None
     first_bad_gradient_step: int | None
+    live: list[str] = field(default_factory=list)
 
 
 def run_exploding_regression(
@@ -83,9 +55,9 @@ def run_exploding_regression(
         path: the run file to write (replaced if it exists).
         epochs: epochs of 32 batches each.
         progress: an optional ``rich.progress.Progress`` to advance.
-        threads: torch threads (default: :func:`threads_for_idle_cores`).
+        threads: torch threads (default: the idle cores, :class:`CorePlan`).
     """
-    with threads_for_idle_cores(threads):
+    with torch_threads(CorePlan.for_idle_cores(threads, background_pages=False).threads):
         return _run_exploding_regression(path, epochs, progress)
 
 
@@ -96,19 +68,23 @@ def _run_exploding_regression(path: str | os.PathLike, epochs: int, progress: An
     per_epoch = len(problem.data)
     total = epochs * per_epoch
     losses: list[float] = []
+    live: list[str] = []  # the live findings, shown by the caller rather than warned
     task = None
     if progress is not None:
         progress.start()
         task = progress.add_task("train", total=total, loss="")
     try:
-        with Monitor(
+        monitor = Monitor(
             model,
             optimizer,
             path=path,
             activations_every=1,
             overwrite=True,
             config={"scenario": problem.name, **problem.notes},
-        ) as mon:
+            on_finding=lambda f: live.append(f"{f.kind} at step {f.first_step}: {f.message}"),
+        )
+        with warnings.catch_warnings(), monitor as mon:
+            warnings.simplefilter("ignore", GradDoctorWarning)
             for _, batch in zip(range(total), problem.batches()):
                 loss = train_step(problem, model, optimizer, batch)
                 mon.log(loss=loss)
@@ -126,7 +102,7 @@ def _run_exploding_regression(path: str | os.PathLike, epochs: int, progress: An
     with open_run(path) as run:
         steps, _, grad_norm = run.series("grad_norm")
     bad = [int(s) for s, row in zip(steps, grad_norm, strict=True) if not np.all(np.isfinite(row))]
-    return DemoResult(str(path), losses, epoch_losses, first, bad[0] if bad else None)
+    return DemoResult(str(path), losses, epoch_losses, first, bad[0] if bad else None, live)
 
 
 @dataclass
@@ -159,6 +135,7 @@ def run_scenarios(
     progress: Any = None,
     seed: int = 0,
     threads: int | None = None,
+    background_pages: bool | None = None,
 ) -> list[ScenarioOutcome]:
     """Diagnose, treat and report every built-in scenario (or ``names``).
 
@@ -169,20 +146,30 @@ def run_scenarios(
         progress: called as ``progress(message)`` before each stage; the message starts
             with ``[i/n]``, the scenario's place.
         seed: the scenarios' seed.
-        threads: torch threads (default: :func:`threads_for_idle_cores`).
+        threads, background_pages: torch threads, and whether the pages are drawn in a
+            second process; default from the idle cores (:class:`CorePlan`).
     """
-    with threads_for_idle_cores(threads):
-        return _run_scenarios(Path(out_dir), names, max_remedies, progress, seed)
+    plan = CorePlan.for_idle_cores(threads, background_pages)
+    with torch_threads(plan.threads), PageWriter(plan.background_pages) as pages:
+        outcomes = _run_scenarios(Path(out_dir), names, max_remedies, progress, seed, pages)
+        if progress is not None and pages.in_background:
+            progress("drawing the last report pages")
+    return outcomes
 
 
 def _run_scenarios(
-    out: Path, names: list[str] | None, max_remedies: int, progress: Any, seed: int
+    out: Path,
+    names: list[str] | None,
+    max_remedies: int,
+    progress: Any,
+    seed: int,
+    pages: PageWriter,
 ) -> list[ScenarioOutcome]:
-    from .checkup import checkup
-    from .experiment import compare
-    from .remedies import get_remedy
-    from .report.html import index_page, run_report
-    from .scenarios import available, get_scenario
+    from ..checkup import checkup
+    from ..experiment import compare
+    from ..remedies import get_remedy
+    from ..report.html import index_page
+    from ..scenarios import available, get_scenario
 
     outcomes = []
     names = names or available()
@@ -213,10 +200,10 @@ def _run_scenarios(
             + _expectation_text(scenario.expected_findings, found)
         )
         extra = _linear_theory_runs(folder, scenario.notes) if name == "deep-linear" else []
-        say("writing the report page")
-        run_report(
-            baseline.run_path,
-            page,
+        say("report page queued" if pages.in_background else "writing the report page")
+        pages.write(
+            run_path=baseline.run_path,
+            out=page,
             title=f"{name}: {scenario.title}",
             diagnosis=baseline,
             comparison=comparison,
@@ -255,7 +242,7 @@ def _run_scenarios(
 def _linear_theory_runs(folder: Path, notes: dict) -> list[tuple[str, dict]]:
     """The deep linear scalar chain fed one input x with loss a_n, recorded once per w, for the
     measured-vs-closed-form figure (the figure reads w, b, x from each run's config)."""
-    from .theory import build_linear_chain
+    from ..theory import build_linear_chain
 
     n, b, x = int(notes.get("n", 30)), float(notes.get("b", 0.01)), 1.0
     figures = []
@@ -288,3 +275,13 @@ def _expectation_text(expected: dict[str, list[str]], found: dict[str, list[str]
             f"{label}: expected {', '.join(kinds) or 'healthy'}, found {', '.join(got) or 'healthy'}"
         )
     return "Diagnoses: " + "; ".join(parts) + "."
+
+
+__all__ = [
+    "CorePlan",
+    "DemoResult",
+    "ScenarioOutcome",
+    "run_exploding_regression",
+    "run_scenarios",
+    "torch_threads",
+]
