@@ -1,11 +1,13 @@
 """`make demo`'s scenarios: every configuration diagnosed as the literature reports,
 remedies compared, and one report page per scenario plus an index."""
 
+import math
 import re
 
 import pytest
+import torch
 
-from graddoctor.demo import run_scenarios
+from graddoctor.demo import run_exploding_regression, run_scenarios
 from graddoctor.scenarios import available
 
 
@@ -18,6 +20,7 @@ def outcomes(tmp_path_factory):
 def test_every_scenario_diagnosed_as_reported(outcomes):
     _, results = outcomes
     assert [o.name for o in results] == available()
+    assert all(math.isfinite(o.seconds) and o.seconds > 0 for o in results)
     for o in results:
         for label, kinds in o.expected.items():
             assert set(kinds) <= set(o.found[label]), (o.name, label, o.found[label])
@@ -43,3 +46,12 @@ def test_pages_written(outcomes):
         assert len(re.findall(r'<img alt="', page)) >= 5
         assert "Remedies compared" in page
     assert "linear_theory" in (out / "deep-linear.html").read_text()
+
+
+def test_the_walkthrough_reports_the_live_findings_and_restores_the_threads(tmp_path):
+    threads = torch.get_num_threads()
+    result = run_exploding_regression(tmp_path / "walk.gdr", epochs=1, threads=threads + 1)
+    assert torch.get_num_threads() == threads
+    kinds = {line.split(" at step ")[0] for line in result.live}
+    assert {"exploding_gradients", "nonfinite"} <= kinds
+    assert result.first_nonfinite_step is not None

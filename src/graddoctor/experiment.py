@@ -3,6 +3,7 @@
 "Experiment! Find out what works and see what fails" (MachineCurve 2019). Every trial starts from
 the same initial weights (a copy of the problem's model, before the remedy transforms
 it) and sees the same batches in the same order; each is recorded to its own run file
+(activation statistics on the checkup's sampled schedule, ``checkup.activation_schedule``)
 and diagnosed afterwards.
 """
 
@@ -23,6 +24,7 @@ import torch
 
 from ._comparison_file import SCHEMA, read_comparison
 from ._findings import GradDoctorWarning
+from .checkup import activation_schedule
 from .diagnosis import diagnose
 from .diagnosis.findings import _jsonable
 from .monitor import Monitor
@@ -154,7 +156,7 @@ def _train(base: Problem, problem: Problem, steps: int, run_path: Path, name: st
     losses: list[float] = []
     start = time.perf_counter()
     rescaled = problem.predict_transform is not None
-    monitor = Monitor(model, optimizer, path=run_path, activations_every=max(1, steps // 20), overwrite=True,
+    monitor = Monitor(model, optimizer, path=run_path, activations_every=activation_schedule(steps), overwrite=True,
                       config={"trial": name, "problem": problem.name})
     with warnings.catch_warnings(), monitor:  # closing it commits the last steps: still quiet
         warnings.simplefilter("ignore", GradDoctorWarning)  # a trial may diverge: its diagnosis says so

@@ -1,11 +1,12 @@
-"""How much of the machine the demo takes: the cores the load average leaves idle.
+"""How much of the machine the demo takes: the cores nothing else is using.
 
 The demo's models are small: one torch thread trains them about as fast as two, and more
 threads than idle cores make every thread wait for the others (OpenMP threads spin at
 each kernel's barrier), which slowed the demo more than tenfold on a busy machine. So
-the demo trains on as many threads as there are idle cores, at most torch's setting, and
-when a second core is idle it draws the report pages there (:mod:`._pages`) while the
-next scenario trains on the first.
+the demo measures the idle cores when it starts (:func:`idle_cores`), draws the report
+pages on one of them when there are two (:mod:`._pages`) while the next scenario trains,
+trains on half of the others (:class:`CorePlan`, at least one thread) and restores
+torch's setting afterwards (:func:`torch_threads`).
 """
 
 from __future__ import annotations
@@ -13,22 +14,50 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
 
-def idle_cores() -> int:
-    """Cores this process may run on less the one-minute load average (rounded), at least 1."""
+def _busy_cores(window: float) -> float | None:
+    """Cores of the machine busy over the next ``window`` seconds (this process sleeps
+    meanwhile), from ``/proc/stat``; None where it cannot be read."""
+
+    def times() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:9]]
+        return sum(values), values[3] + values[4]  # all, idle + iowait
+
+    try:
+        total, idle = times()
+        time.sleep(window)
+        total_after, idle_after = times()
+    except (OSError, ValueError, IndexError):  # not Linux
+        return None
+    if total_after <= total:
+        return None
+    return (1 - (idle_after - idle) / (total_after - total)) * (os.cpu_count() or 1)
+
+
+def idle_cores(window: float = 0.3) -> int:
+    """Cores this process may run on that nothing else is using, at least 1.
+
+    Measured over ``window`` seconds where the kernel says (Linux ``/proc/stat``): the
+    one-minute load average lags a minute behind, so it still counts a job that just
+    ended; elsewhere it is what is at hand.
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on Unix
-        busy = 0.0
+    busy = _busy_cores(window)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):  # not on Unix
+            busy = 0.0
     return max(1, cores - math.floor(busy + 0.5))
 
 
@@ -45,13 +74,17 @@ class CorePlan:
     ) -> CorePlan:
         """The plan for the cores idle now; ``threads``/``background_pages`` given win.
 
-        Two idle cores or more: pages in the background, training on the rest (at most
-        torch's setting); one: everything on it, one thread.
+        Two idle cores or more: pages drawn on one of them. Training gets half of the
+        other idle cores (at least one, at most torch's setting): the headroom is for
+        work that starts later, since one thread waiting for a busy core stalls the
+        others at every kernel (measured: two threads on two cores that others began to
+        use cost seven times the CPU of one thread, and more wall time).
         """
         idle = idle_cores()
         background = idle >= 2 if background_pages is None else background_pages
-        chosen = min(torch.get_num_threads(), idle - background) if threads is None else threads
-        return cls(max(1, chosen), background)
+        if threads is None:
+            threads = min(torch.get_num_threads(), (idle - background) // 2)
+        return cls(max(1, threads), background)
 
 
 @contextlib.contextmanager

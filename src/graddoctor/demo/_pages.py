@@ -12,6 +12,7 @@ pages of a worker that died, each page is written in place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import subprocess
@@ -42,6 +43,7 @@ class PageWriter:
         self._worker: subprocess.Popen | None = None
         self._jobs: tempfile.TemporaryDirectory | None = None
         self._pending: list[dict] = []
+        self._lost = False
 
     def __enter__(self) -> PageWriter:
         if self.background:
@@ -60,12 +62,12 @@ class PageWriter:
 
     @property
     def in_background(self) -> bool:
-        """Whether pages go to the worker (False once it could not be started or died)."""
-        return self._worker is not None
+        """Whether pages go to the worker (False if it could not be started or has died)."""
+        return self._worker is not None and not self._lost
 
     def write(self, **page: Any) -> None:
         """Write one page (``run_report``'s arguments), now or in the worker."""
-        if self._worker is None or self._jobs is None:
+        if not self.in_background or self._jobs is None:
             _write(page)
             return
         job = Path(self._jobs.name) / f"page-{len(self._pending)}.pickle"
@@ -73,18 +75,19 @@ class PageWriter:
         try:
             self._worker.stdin.write(f"{job}\n")
             self._worker.stdin.flush()
-        except OSError:  # the worker is gone
-            self._worker = None
+        except OSError:  # the worker is gone: this page and the rest here
+            self._lost = True
             _write(page)
             return
         self._pending.append(page)
 
     def __exit__(self, *exc: Any) -> None:
-        worker, self._worker = self._worker, None
+        worker = self._worker
         try:
             if worker is None:
                 return
-            worker.stdin.close()
+            with contextlib.suppress(OSError):  # a dead worker's pipe
+                worker.stdin.close()
             if exc[0] is not None:  # the demo failed or was stopped: drop the pages to draw
                 worker.kill()
                 return
