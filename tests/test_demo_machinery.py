@@ -45,15 +45,19 @@ def test_idle_cores_falls_back_to_the_load_average(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("idle", "torch_threads_set", "plan"),
+    ("allowed", "idle", "torch_threads_set", "plan"),
     [
-        (1, 2, CorePlan(1, False)),  # busy machine: one thread, pages in turn
-        (2, 2, CorePlan(1, True)),  # quiet 2 cores: one trains, one draws
-        (8, 4, CorePlan(3, True)),  # half the other idle cores
-        (8, 2, CorePlan(2, True)),  # never above torch's setting
+        (2, 1, 2, CorePlan(1, True)),  # busy 2 cores: one thread; the page process takes its share
+        (2, 2, 2, CorePlan(1, True)),  # quiet 2 cores: one trains, one draws
+        (8, 8, 4, CorePlan(3, True)),  # half the idle cores but one
+        (8, 8, 2, CorePlan(2, True)),  # never above torch's setting
+        (1, 1, 1, CorePlan(1, False)),  # one core: the pages in turn
     ],
 )
-def test_the_plan_follows_the_idle_cores(monkeypatch, one_thread, idle, torch_threads_set, plan):
+def test_the_plan_follows_the_idle_cores(
+    monkeypatch, one_thread, allowed, idle, torch_threads_set, plan
+):
+    monkeypatch.setattr(_cores, "allowed_cores", lambda: allowed)
     monkeypatch.setattr(_cores, "idle_cores", lambda: idle)
     torch.set_num_threads(torch_threads_set)
     assert CorePlan.for_idle_cores() == plan

@@ -1,12 +1,12 @@
-"""How much of the machine the demo takes: the cores nothing else is using.
+"""How much of the machine the demo takes: its threads from the cores nothing else uses.
 
 The demo's models are small: one torch thread trains them about as fast as two, and more
 threads than idle cores make every thread wait for the others (OpenMP threads spin at
 each kernel's barrier), which slowed the demo more than tenfold on a busy machine. So
-the demo measures the idle cores when it starts (:func:`idle_cores`), draws the report
-pages on one of them when there are two (:mod:`._pages`) while the next scenario trains,
-trains on half of the others (:class:`CorePlan`, at least one thread) and restores
-torch's setting afterwards (:func:`torch_threads`).
+the demo measures the idle cores when it starts (:func:`idle_cores`), trains on half of
+them but one (:class:`CorePlan`, at least one thread), restores torch's setting
+afterwards (:func:`torch_threads`), and draws the report pages in a second process
+(:mod:`._pages`) while the next scenario trains.
 """
 
 from __future__ import annotations
@@ -41,6 +41,14 @@ def _busy_cores(window: float) -> float | None:
     return (1 - (idle_after - idle) / (total_after - total)) * (os.cpu_count() or 1)
 
 
+def allowed_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def idle_cores(window: float = 0.3) -> int:
     """Cores this process may run on that nothing else is using, at least 1.
 
@@ -48,10 +56,7 @@ def idle_cores(window: float = 0.3) -> int:
     one-minute load average lags a minute behind, so it still counts a job that just
     ended; elsewhere it is what is at hand.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = allowed_cores()
     busy = _busy_cores(window)
     if busy is None:
         try:
@@ -74,16 +79,16 @@ class CorePlan:
     ) -> CorePlan:
         """The plan for the cores idle now; ``threads``/``background_pages`` given win.
 
-        Two idle cores or more: pages drawn on one of them. Training gets half of the
-        other idle cores (at least one, at most torch's setting): the headroom is for
-        work that starts later, since one thread waiting for a busy core stalls the
-        others at every kernel (measured: two threads on two cores that others began to
-        use cost seven times the CPU of one thread, and more wall time).
+        The pages are drawn in a second process whenever this one may use two cores: a
+        process of its own never waits for another at a barrier, so even on a busy machine
+        it only takes its share. Training gets half of the idle cores but one (at least one
+        thread, at most torch's setting): the headroom is for work that starts later, since
+        one thread waiting for a busy core stalls the others at every kernel (measured: two
+        threads on two cores that others began to use cost seven times the CPU of one).
         """
-        idle = idle_cores()
-        background = idle >= 2 if background_pages is None else background_pages
+        background = allowed_cores() >= 2 if background_pages is None else background_pages
         if threads is None:
-            threads = min(torch.get_num_threads(), (idle - background) // 2)
+            threads = min(torch.get_num_threads(), (idle_cores() - 1) // 2)
         return cls(max(1, threads), background)
 
 
