@@ -70,10 +70,10 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time names resolve on first use
     from . import clip, init, theory
+    from ._findings import GradDoctorWarning
     from .checkup import checkup
     from .diagnosis import Diagnosis, Finding, diagnose
     from .experiment import Comparison, TrialResult, compare
-    from ._findings import GradDoctorWarning
     from .monitor import Guard, GuardGaveUp, Monitor, model_summary
     from .monitor.schedules import as_schedule, every_n, log_spaced
     from .probes.nonfinite_replay import NonfiniteReport, locate_nonfinite

@@ -207,3 +207,37 @@ def test_the_guard_composes_with_gradscaler(tmp_path):
     steps, skipped = gd.open_run(tmp_path / "amp.gdr").scalars("amp_skipped")
     assert steps[skipped > 0].tolist() == [6]
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_the_rollback_lr_reduction_survives_a_loop_that_sets_the_lr_every_step(tmp_path):
+    """nanoGPT writes its cosine-schedule lr into every param group before each step: the
+    Guard's reduction is applied around the real step, so the loop cannot undo it."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    guard = gd.Guard(spikes=None, bad_steps=1, bad_window=5, snapshot_every=1)
+    seen = []
+    original_step = optimizer.step
+
+    def spy(*args, **kwargs):  # what the real step sees
+        seen.append(optimizer.param_groups[0]["lr"])
+        return original_step(*args, **kwargs)
+
+    optimizer.step = spy
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    with gd.Monitor(model, optimizer, tmp_path / "g.gdr", guard=guard) as mon:
+        for step in range(8):
+            for group in optimizer.param_groups:
+                group["lr"] = 0.1  # the loop's own schedule, every step
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            if step == 3:
+                model[0].weight.grad[0, 0] = float("nan")
+            optimizer.step()
+            mon.log(loss=loss.detach())
+            assert optimizer.param_groups[0]["lr"] == 0.1  # the loop's value between steps
+    assert guard.rollbacks == 1 and guard.lr_scale == pytest.approx(0.1)
+    assert seen[:3] == [0.1] * 3 and seen[-1] == pytest.approx(0.01)
+    rollback = next(e for e in guard.interventions if e["kind"] == "guard_rollback")
+    assert rollback["lr_after"][0] == pytest.approx(0.01)

@@ -231,8 +231,11 @@ def run(
     out_dir: Path = typer.Option(
         Path("runs"), "--out-dir", "-o", help="folder of the run files (one per optimizer)"
     ),
-    every: int = typer.Option(
-        1, "--every", help="record gradient and weight statistics every N steps"
+    every: int | None = typer.Option(
+        None,
+        "--every",
+        help="record gradient and weight statistics every N steps "
+        "(default: gradients every step, weights as a 3% overhead budget allows)",
     ),
     activations_every: int = typer.Option(
         10, "--activations-every", help="record activations every N steps (0: never)"
@@ -243,12 +246,18 @@ def run(
     as_json: bool = typer.Option(
         False, "--json", help="print Diagnosis.to_json(), one line per run"
     ),
+    protect: bool = typer.Option(
+        False,
+        "--guard",
+        help="protect training with graddoctor.Guard: skip NaN/Inf updates, clip gradient-norm "
+        "spikes, roll back to the last good state with a lower lr on repeated trouble",
+    ),
 ) -> None:
     """Run SCRIPT.py unmodified with a Monitor on every optimizer; print the diagnosis (also on a crash).
 
     Arguments after -- go to the script: graddoctor run train.py -- --lr 0.1. Exits with the script's exit code.
     """
-    if every < 1 or activations_every < 0:
+    if (every is not None and every < 1) or activations_every < 0:
         fail(
             console,
             f"--every must be >= 1 and --activations-every >= 0, got {every} and {activations_every}",
@@ -263,9 +272,10 @@ def run(
             script,
             list(ctx.args),
             out_dir,
-            every=every,
+            every="auto" if every is None else every,
             activations_every=activations_every,
             locate=not no_locate,
+            guard=protect,
             as_json=as_json,
             console=console,
         )

@@ -42,12 +42,13 @@ def run_script(
     args: Sequence[str] = (),
     out_dir: str | os.PathLike = "runs",
     *,
-    every: int = 1,
+    every: int | str = "auto",
     activations_every: int | None = 10,
     modules: str | list[str] = "leaf",
     locate: bool = True,
     as_json: bool = False,
     console: Any = None,
+    guard: bool = False,
 ) -> int:
     r"""Run a training script under the zero-code Monitor and print each run's diagnosis.
 
@@ -59,12 +60,14 @@ def run_script(
         script: path of the training script.
         args: its command-line arguments.
         out_dir: folder of the run files.
-        every: record parameter statistics every N steps.
+        every: record parameter statistics every N steps (``"auto"``: gradient norms every
+            step, weights as the Monitor's overhead budget allows).
         activations_every: record activation statistics every N steps (None or 0: never).
         modules: which modules' activations to record (``"leaf"``, ``"all"``, globs).
         locate: replay the first non-finite step to name where NaN/Inf began.
         as_json: print ``Diagnosis.to_json()`` instead of panels, one line per run.
         console: a ``rich.console.Console`` (default: a new one on stdout).
+        guard: protect each optimizer with a :class:`~graddoctor.Guard`.
 
     Returns:
         the script's exit code: 0, its ``sys.exit`` code, 1 when it raised, 130 on Ctrl-C.
@@ -89,6 +92,7 @@ def run_script(
             activations_every=activations_every or None,
             modules=modules,
             locate=locate,
+            guard=guard,
         )
     sys.stdout.flush()
     if result.traceback:

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from ..remedies.frameworks import framework_note
 from ..monitor.guard import guard_events
+from ..remedies.frameworks import framework_note
 from ..store import Run, open_run
 from ..views import RunView, load_view
 from . import thresholds as T

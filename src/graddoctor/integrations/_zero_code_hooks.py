@@ -33,11 +33,14 @@ class Instrumentation:
     Args:
         out_dir: folder of the run files.
         name: run file prefix (the script's name).
-        every: schedule of parameter statistics (see :class:`~graddoctor.Monitor`).
+        every: schedule of parameter statistics (see :class:`~graddoctor.Monitor`; ``"auto"``:
+            gradient norms every step, weights as the overhead budget allows).
         activations_every: schedule of activation statistics (from step 1); None never.
         modules: which modules' activations to record (``"leaf"``, ``"all"``, globs).
         locate: replay the first non-finite step under ``locate_nonfinite``.
         config: stored in each run's ``config``, with the optimizer's index and type.
+        guard: protect each optimizer with its own :class:`~graddoctor.Guard` (skip NaN/Inf
+            updates, clip spikes, roll back on repeated trouble).
     """
 
     def __init__(
@@ -45,21 +48,23 @@ class Instrumentation:
         out_dir: str | os.PathLike = "runs",
         *,
         name: str = "run",
-        every: int | Schedule = 1,
+        every: int | Schedule | str = "auto",
         activations_every: int | Schedule | None = 10,
         modules: str | list[str] = "leaf",
         locate: bool = True,
         config: dict[str, Any] | None = None,
+        guard: bool = False,
     ) -> None:
         activation_schedule = as_schedule(activations_every)
         self.settings = RunSettings(
             Path(out_dir),
             name,
             run_stamp(),
-            as_schedule(every),
+            every if every == "auto" else as_schedule(every),
             lambda step: step > 0 and activation_schedule(step),
             modules,
             dict(config or {}),
+            guard,
         )
         self.locate = locate
         self.backward_steps = BackwardSteps(self._attach_backward, self._check)

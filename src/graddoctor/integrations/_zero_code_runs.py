@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..monitor import Monitor
+from ..monitor import Guard, Monitor
 from ..monitor.schedules import Schedule
 from ._zero_code_models import RootTracker, Watched
 from ._zero_code_nonfinite import localise, nonfinite
@@ -27,10 +27,11 @@ class RunSettings:
     out_dir: Path
     name: str
     stamp: str
-    every: Schedule
+    every: Schedule | str  # "auto": the overhead budget thins the weights
     activations_every: Schedule
     modules: str | list[str]
     config: dict[str, Any] = field(default_factory=dict)
+    guard: bool = False  # each Monitor protects its optimizer with its own graddoctor.Guard()
 
     def start(
         self, model: torch.nn.Module, is_root: bool, optimizer: Any, suffix: str, config: dict
@@ -52,6 +53,7 @@ class RunSettings:
             activations_every=self.activations_every,
             modules=self.modules,
             config={**self.config, **config, "model_found": found},
+            guard=Guard() if self.guard and optimizer is not None else None,
         )
 
 

@@ -120,10 +120,11 @@ def run_instrumented(
     args: Sequence[str] = (),
     out_dir: str | os.PathLike = "runs",
     *,
-    every: int | Schedule = 1,
+    every: int | Schedule | str = "auto",
     activations_every: int | Schedule | None = 10,
     modules: str | list[str] = "leaf",
     locate: bool = True,
+    guard: bool = False,
 ) -> ScriptResult:
     r"""Run a training script unmodified, with a Monitor on every optimizer it steps.
 
@@ -139,6 +140,7 @@ def run_instrumented(
         activations_every: schedule of activation statistics (from step 1); None never.
         modules: which modules' activations to record.
         locate: replay the first non-finite step to name the module where NaN/Inf began.
+        guard: protect each optimizer with a :class:`~graddoctor.Guard`.
 
     Returns:
         a :class:`ScriptResult` (the exception, if any, is caught and returned, not raised).
@@ -163,6 +165,7 @@ def run_instrumented(
         modules=modules,
         locate=locate,
         config={"script": str(path), "args": args},
+        guard=guard,
     )
     result = ScriptResult(0)
     saved_argv, saved_path = sys.argv, list(sys.path)

@@ -22,6 +22,9 @@ one fused gradient norm, the loss logged since, one transfer; one all-reduce und
   diverging (the ``diverging_loss`` test of ``_signals.loss`` on the losses since the
   last rollback): the newest good state kept (every ``snapshot_every`` steps without
   trouble) is restored, the learning rate scaled by ``lr_factor`` and training goes on.
+  The scale holds for the rest of the run: it is applied to each group's lr around every
+  real step, so a loop or scheduler that sets the lr at every step (nanoGPT's cosine
+  schedule) keeps it, and ``param_groups`` show the loop's own values between steps.
   After ``max_rollbacks`` rollbacks :class:`GuardGaveUp` is raised.
 
 A vetoed step really is not taken: the Guard wraps ``optimizer.step`` for the Monitor's
@@ -85,7 +88,8 @@ class Guard:
         snapshots_kept: how many snapshots to keep.
         snapshot_dir: a folder for the snapshots (None: in memory).
         lr_factor, min_lr: each rollback multiplies every lr by ``lr_factor`` (a decade, as the
-            ``lower_lr`` remedy), never below ``min_lr``.
+            ``lower_lr`` remedy) for the rest of the run (:attr:`lr_scale`), never below
+            ``min_lr``.
         max_rollbacks: rollbacks allowed; trouble after that raises :class:`GuardGaveUp`.
     """
 
@@ -120,6 +124,9 @@ class Guard:
         self.max_rollbacks = int(max_rollbacks)
         self.interventions: list[dict[str, Any]] = []  # every event, also kept here
         self.rollbacks = 0
+        # what the rollbacks did to the learning rate, applied around each real step: a
+        # loop or scheduler that sets the lr at every step (nanoGPT) keeps the reduction
+        self.lr_scale = 1.0
         self._monitor: Any = None
 
     # -- lifetime -----------------------------------------------------------------------
@@ -197,8 +204,38 @@ class Guard:
                 monitor.probes.before_update(monitor.step_index, snapshot=False)
                 monitor._finish_step(skipped=True)
             return loss
-        result = original(*args, **kwargs)
+        saved = self._scale_lrs()
+        try:
+            result = original(*args, **kwargs)
+        finally:
+            self._restore_lrs(saved)
         return loss if closure is not None else result
+
+    def _scaled(self, lr: float) -> float:
+        return max(lr * self.lr_scale, self.min_lr) if lr > self.min_lr else lr
+
+    def _scale_lrs(self) -> list[Any] | None:
+        """Each group's lr times :attr:`lr_scale` for this step; the loop's own values back."""
+        if self.lr_scale == 1.0:
+            return None
+        saved = []
+        for group in self.optimizer.param_groups:
+            lr = group["lr"]
+            saved.append(lr.clone() if isinstance(lr, torch.Tensor) else lr)
+            if isinstance(lr, torch.Tensor):
+                lr.fill_(self._scaled(float(lr)))
+            else:
+                group["lr"] = self._scaled(float(lr))
+        return saved
+
+    def _restore_lrs(self, saved: list[Any] | None) -> None:
+        if saved is None:
+            return
+        for group, lr in zip(self.optimizer.param_groups, saved, strict=True):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].copy_(lr)
+            else:
+                group["lr"] = lr
 
     def _judge(self, step: int) -> bool:
         """Whether ``step`` updates the weights; records and acts on the rest."""
@@ -274,7 +311,7 @@ class Guard:
         return None
 
     def _roll_back(self, step: int, reason: str, since: int) -> None:
-        lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+        lrs = [self._scaled(float(g["lr"])) for g in self.optimizer.param_groups]
         if self.rollbacks >= self.max_rollbacks:
             self._event(step, "guard_gave_up", reason=reason, rollbacks=self.rollbacks, lr=lrs)
             raise GuardGaveUp(
@@ -283,15 +320,11 @@ class Guard:
                 f"on {self._monitor.path}."
             )
         restored = self._snapshots.restore(since)
-        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
-            new = max(lr * self.lr_factor, self.min_lr) if lr > self.min_lr else lr
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(new)
-            else:
-                group["lr"] = new
+        self.lr_scale *= self.lr_factor
         self.rollbacks += 1
         self._event(step, "guard_rollback", reason=reason, trouble_since=since, restored_step=restored,
-                    lr_before=lrs, lr_after=[float(g["lr"]) for g in self.optimizer.param_groups],
+                    lr_before=lrs, lr_scale=self.lr_scale,
+                    lr_after=[self._scaled(float(g["lr"])) for g in self.optimizer.param_groups],
                     rollbacks=self.rollbacks)  # fmt: skip
         self._bad.clear()
         self._losses, self._rise_begin = [], 1
