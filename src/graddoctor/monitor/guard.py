@@ -49,6 +49,7 @@ from .._signals.gradients import is_spike
 from .._signals.loss import rising_window
 from .._signals.thresholds import LOSS_WINDOW
 from ._guarded_step import GuardedStep
+from ._lr_scale import lrs_scaled, scaled_lrs
 from ._optimizers import step_closure
 from ._snapshots import Snapshots
 from ._verdict import nonfinite_parameters, optimizer_grads, step_verdict
@@ -204,38 +205,9 @@ class Guard:
                 monitor.probes.before_update(monitor.step_index, snapshot=False)
                 monitor._finish_step(skipped=True)
             return loss
-        saved = self._scale_lrs()
-        try:
+        with lrs_scaled(self.optimizer, self.lr_scale, self.min_lr):
             result = original(*args, **kwargs)
-        finally:
-            self._restore_lrs(saved)
         return loss if closure is not None else result
-
-    def _scaled(self, lr: float) -> float:
-        return max(lr * self.lr_scale, self.min_lr) if lr > self.min_lr else lr
-
-    def _scale_lrs(self) -> list[Any] | None:
-        """Each group's lr times :attr:`lr_scale` for this step; the loop's own values back."""
-        if self.lr_scale == 1.0:
-            return None
-        saved = []
-        for group in self.optimizer.param_groups:
-            lr = group["lr"]
-            saved.append(lr.clone() if isinstance(lr, torch.Tensor) else lr)
-            if isinstance(lr, torch.Tensor):
-                lr.fill_(self._scaled(float(lr)))
-            else:
-                group["lr"] = self._scaled(float(lr))
-        return saved
-
-    def _restore_lrs(self, saved: list[Any] | None) -> None:
-        if saved is None:
-            return
-        for group, lr in zip(self.optimizer.param_groups, saved, strict=True):
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].copy_(lr)
-            else:
-                group["lr"] = lr
 
     def _judge(self, step: int) -> bool:
         """Whether ``step`` updates the weights; records and acts on the rest."""
@@ -311,7 +283,7 @@ class Guard:
         return None
 
     def _roll_back(self, step: int, reason: str, since: int) -> None:
-        lrs = [self._scaled(float(g["lr"])) for g in self.optimizer.param_groups]
+        lrs = scaled_lrs(self.optimizer, self.lr_scale, self.min_lr)
         if self.rollbacks >= self.max_rollbacks:
             self._event(step, "guard_gave_up", reason=reason, rollbacks=self.rollbacks, lr=lrs)
             raise GuardGaveUp(
@@ -324,7 +296,7 @@ class Guard:
         self.rollbacks += 1
         self._event(step, "guard_rollback", reason=reason, trouble_since=since, restored_step=restored,
                     lr_before=lrs, lr_scale=self.lr_scale,
-                    lr_after=[self._scaled(float(g["lr"])) for g in self.optimizer.param_groups],
+                    lr_after=scaled_lrs(self.optimizer, self.lr_scale, self.min_lr),
                     rollbacks=self.rollbacks)  # fmt: skip
         self._bad.clear()
         self._losses, self._rise_begin = [], 1
