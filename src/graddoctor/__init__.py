@@ -5,7 +5,7 @@ remedies/experiments -> report. Imports follow layers, and a module never import
 higher layer (``tests/test_layers.py`` checks it), low to high:
 
 0. ``_version``, ``_paths``, ``_modules`` (the module taxonomy), ``_foreach`` (grouping
-   and fused norms), ``_render_text``, ``_numbers``, ``_windows`` (sliding-window medians),
+   and fused norms), ``_exact_norms`` (norms across the float range), ``_render_text``, ``_numbers``, ``_windows`` (sliding-window medians),
    ``_findings`` (the Finding type), ``_signals`` (the step-axis detectors as functions
    of arrays, run offline and live);
 1. ``probes`` (what is measured; the NaN replay), ``problem``;

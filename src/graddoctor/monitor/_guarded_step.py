@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from ._optimizers import step_closure
+
 
 class GuardedStep:
     """The handle of a guarded optimizer: ``remove()`` gives ``optimizer.step`` back."""
@@ -37,4 +39,30 @@ class GuardedStep:
             self.guard._snapshots.clear()
 
 
-__all__ = ["GuardedStep"]
+def closure_run_once(
+    optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict[str, Any]
+) -> tuple[Any, tuple, dict[str, Any]]:
+    """Run a step's closure now, so its gradients exist before the verdict.
+
+    Returns ``(loss, args, kwargs)`` for the real step: the closure replaced by one whose
+    first evaluation returns this loss (LBFGS's later evaluations are real). Without a
+    closure: ``(None, args, kwargs)`` unchanged.
+    """
+    closure = step_closure((optimizer, *args), kwargs)
+    if closure is None:
+        return None, args, kwargs
+    with torch.enable_grad():
+        loss = closure()
+    evaluated = [False]
+
+    def replayed() -> Any:
+        if evaluated[0]:
+            return closure()
+        evaluated[0] = True
+        return loss
+
+    others = {k: v for k, v in kwargs.items() if k != "closure"}
+    return loss, (), {**others, "closure": replayed}
+
+
+__all__ = ["GuardedStep", "closure_run_once"]

@@ -27,7 +27,6 @@ step records ``amp_scale``, and a step it skips is recorded with ``amp_skipped =
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from pathlib import Path
@@ -37,11 +36,12 @@ import torch
 from torch import nn
 
 from .._paths import timestamped_run_path
-from ..store import Run, check_step, open_run
+from ..store import check_step
 from . import clip_watch
 from ._budget import AUTO
 from ._compiled import ACTIVATIONS_SKIPPED, warn_skipped
 from ._failsafe import MEASUREMENT_FAILED, Failsafe
+from ._lifetime import Lifetime
 from ._manual import ManualSteps
 from ._optimizers import after_first_call, step_closure
 from ._pending import PendingWriter, run_header
@@ -61,7 +61,7 @@ def default_run_path(folder: str | os.PathLike = "runs") -> Path:
     return timestamped_run_path(folder)
 
 
-class Monitor(ManualSteps):
+class Monitor(Lifetime, ManualSteps):
     """Records per-layer gradient, weight, update and activation statistics to a run file.
 
     Args:
@@ -259,53 +259,6 @@ class Monitor(ManualSteps):
     def flush(self) -> None:
         """Move pending statistics to the host (one transfer) and commit them to the run file."""
         self._pending.flush()
-
-    # -- lifetime --------------------------------------------------------------------
-    def close(self) -> None:
-        """Flush, remove every hook, free the weight copy and close the run file."""
-        if self.closed:
-            return
-        try:
-            self._remove_hooks()
-            self.probes.release()
-            self.flush()
-        finally:
-            self.writer.close()
-            self.closed = True
-
-    def _remove_hooks(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-
-    def run(self) -> Run:
-        """Flush and open the run file for reading (on the recording rank)."""
-        if not self.recording:
-            raise RuntimeError(
-                f"rank {self.layout.rank} records nothing: rank 0 writes {self.path}; "
-                "open it there (check mon.recording first)"
-            )
-        if not self.closed:
-            self.flush()
-        return open_run(self.path)
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise RuntimeError(f"this Monitor is closed; its run is in {self.path}")
-
-    def __enter__(self) -> Monitor:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None and not self.closed:
-            with contextlib.suppress(Exception):  # recording the crash must never hide it
-                payload = {"type": exc_type.__name__, "message": str(exc)}
-                self.writer.add_event(self.step_index, "exception", payload)
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"step {self.step_index}"
-        return f"Monitor({str(self.path)!r}, {state})"
 
 
 __all__ = ["Monitor", "default_run_path"]

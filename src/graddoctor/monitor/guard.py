@@ -48,9 +48,8 @@ from .._findings import GradDoctorWarning
 from .._signals.gradients import is_spike
 from .._signals.loss import rising_window
 from .._signals.thresholds import LOSS_WINDOW
-from ._guarded_step import GuardedStep
+from ._guarded_step import GuardedStep, closure_run_once
 from ._lr_scale import lrs_scaled, scaled_lrs
-from ._optimizers import step_closure
 from ._snapshots import Snapshots
 from ._verdict import nonfinite_parameters, optimizer_grads, step_verdict
 from .amp import amp_attributes
@@ -173,23 +172,7 @@ class Guard:
 
     # -- the step -----------------------------------------------------------------------
     def _step(self, original: Any, *args: Any, **kwargs: Any) -> Any:
-        closure = step_closure((self.optimizer, *args), kwargs)
-        loss = None
-        if closure is not None:  # gradients exist once the closure ran: run it once, here
-            with torch.enable_grad():
-                loss = closure()
-            evaluated = [False]
-
-            def replayed() -> Any:  # its first evaluation is this one; LBFGS's later ones are real
-                if evaluated[0]:
-                    return closure()
-                evaluated[0] = True
-                return loss
-
-            args, kwargs = (
-                (),
-                {**{k: v for k, v in kwargs.items() if k != "closure"}, "closure": replayed},
-            )
+        loss, args, kwargs = closure_run_once(self.optimizer, args, kwargs)
         try:
             take = self._judge(self._monitor.step_index)
         except GuardGaveUp:
@@ -207,7 +190,7 @@ class Guard:
             return loss
         with lrs_scaled(self.optimizer, self.lr_scale, self.min_lr):
             result = original(*args, **kwargs)
-        return loss if closure is not None else result
+        return loss if callable(kwargs.get("closure")) else result
 
     def _judge(self, step: int) -> bool:
         """Whether ``step`` updates the weights; records and acts on the rest."""

@@ -17,15 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._foreach import (
-    differences_norms,
-    exact_norms,
-    max_abs,
-    nonfinite_counts,
-    norm_floors,
-    norms,
-    norms_in_range,
-)
+from .._exact_norms import exact_norms, norm_floors, norms_in_range
+from .._foreach import differences_norms, max_abs, nonfinite_counts, norms
 from ._wrappers import named_parameters
 from .statistics import GRAD_STATS, PARAMETER_STATS, WEIGHT_STATS, StatBlock, ratio
 
@@ -92,7 +85,7 @@ class ParameterProbe:
 
         Norms of finite gradients are exact across the float32 range: the fast fused norm
         is checked on the device against the tensor's size (and the max, for an all-zero
-        tensor: :func:`graddoctor._foreach.norms_in_range`) and this flag is the step's one
+        tensor: :func:`graddoctor._exact_norms.norms_in_range`) and this flag is the step's one
         host sync. Only on a step where a norm is out of range are the non-finite entries
         counted and the norms of finite gradients that over- or underflowed recomputed
         (in float64, from the max). Rows are float32, or float64 when a gradient is
