@@ -1,8 +1,10 @@
 """Step-time overhead of the Monitor and of common alternatives, measured interleaved in one process.
 
 For each model, every variant trains its own copy (same initial weights, same batch);
-the variants take turns step by step (the order reversed every other round), so drifts
-of the machine hit them alike. Prints each variant's median step time as a ratio to the
+the variants take turns in blocks of ``--block`` steps (the order reversed every other
+round), so drifts of the machine hit them alike, while each Monitor still sees its own
+steps one after another (its budget takes the median time from one step to the next;
+turns of a single step would show it the other variants' time as its own step time). Prints each variant's median step time as a ratio to the
 uninstrumented step ("plain"). Variants:
 
 * ``monitor``: ``Monitor(model, optimizer)`` with its defaults (overhead budget 3%);
@@ -20,7 +22,7 @@ Models: an MLP 12x512 (memory-bound), a CNN with 3 conv + BatchNorm, a Transform
 4x256, 2,000 Linear layers (4,000 parameter tensors: the cost per tensor), and on a
 CUDA machine a ~100M-parameter Transformer in bf16 autocast.
 
-    python benchmarks/overhead.py [--threads 1] [--steps 200] [--warmup 120] [--models mlp,cnn]
+    python benchmarks/overhead.py [--threads 1] [--steps 200] [--warmup 120] [--block 5] [--models mlp,cnn]
 """
 
 from __future__ import annotations
@@ -173,24 +175,26 @@ def _histogram(grad: torch.Tensor) -> list[float]:
     return torch.histc(values, 64, low, high).tolist()
 
 
-def measure(builder, steps: int, warmup: int, folder: Path) -> dict[str, float]:
+def measure(builder, steps: int, warmup: int, folder: Path, block: int = 5) -> dict[str, float]:
     torch.manual_seed(0)
     model, x, y, loss_fn = builder()
     variants = [Variant(name, model, folder) for name in VARIANTS]
     try:
-        for i in range(warmup + steps):
+        for i in range(-(-(warmup + steps) // block)):
             for v in variants if i % 2 == 0 else variants[::-1]:
-                v.step(x, y, loss_fn)
+                for _ in range(block):
+                    v.step(x, y, loss_fn)
     finally:
         for v in variants:
             v.close()
-    return {v.name: statistics.median(v.times[warmup:]) for v in variants}
+    return {v.name: statistics.median(v.times[warmup : warmup + steps]) for v in variants}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=120, help="untimed steps first (>= 100)")
+    parser.add_argument("--block", type=int, default=5, help="steps per turn of a variant")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument(
         "--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS)
@@ -204,7 +208,8 @@ def main() -> None:
         parser.error(f"unknown models {unknown}; choose from {list(MODELS)}")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; median step time per "
-        f"variant over {args.steps} steps after {args.warmup} warm-up steps, as a ratio to plain"
+        f"variant over {args.steps} steps after {args.warmup} warm-up steps, as a ratio to plain "
+        f"(turns of {args.block} steps)"
     )
     header = f"{'model':<24}{'plain ms':>10}" + "".join(f"{n:>15}" for n in VARIANTS[1:])
     print(header)
@@ -215,7 +220,8 @@ def main() -> None:
             if key == "gpu100m" and not torch.cuda.is_available():
                 print(f"{label:<24}not measured: no CUDA GPU on this machine")
                 continue
-            times = measure(builder, max(args.steps // divide, 10), args.warmup, Path(folder))
+            steps = max(args.steps // divide, 10)
+            times = measure(builder, steps, args.warmup, Path(folder), args.block)
             base = times["plain"]
             cells = "".join(f"{times[n] / base:>14.3f}x" for n in VARIANTS[1:])
             print(f"{label:<24}{1000 * base:>10.2f}{cells}", flush=True)

@@ -38,7 +38,7 @@ class CostClock(Clock):
         return None
 
     def stop(self, token, what: str) -> None:
-        self._spent[what] = self._spent.get(what, 0.0) + self.costs.get(what, 0.0)
+        self._add(what, self.costs.get(what, 0.0))
 
 
 def drive(budget: Budget, steps: int) -> dict[str, list[int]]:
@@ -77,6 +77,35 @@ def test_costly_statistics_thinned_to_fit_the_budget():
             assert (step in steps) == (step % every == 0), (statistic, step)
     assert budget.history[WEIGHTS][0] == [0, 1] and budget.history[WEIGHTS][1][0] == DENSE_START
     assert budget.overhead is not None and budget.overhead <= 0.03  # the last window, thinned
+
+
+class PausingClock(CostClock):
+    """``CostClock`` whose every ``pause_every``-th step lasts ``pause`` seconds (an evaluation)."""
+
+    def __init__(self, costs: dict[str, float], pause_every: int, pause: float) -> None:
+        super().__init__(costs)
+        self.pause_every, self.pause, self.steps = pause_every, pause, 0
+
+    def stop(self, token, what: str) -> None:
+        if what == STEP:
+            self.steps += 1
+            if self.steps % self.pause_every == 0:
+                self._add(what, self.pause)
+                return
+        super().stop(token, what)
+
+
+def test_pauses_of_the_loop_do_not_loosen_the_budget():
+    """The step time is the median: a long evaluation every 10 steps (or another model
+    trained in turn) is not time the Monitor may spend; the mean would allow 10x more."""
+    costs = {STEP: 0.100, ALWAYS: 0.001, WEIGHTS: 0.020, ACTIVATIONS: 0.040}
+    steady, paused = Budget(0.03, CostClock(costs)), Budget(0.03, PausingClock(costs, 10, 10.0))
+    drive(steady, 400)
+    drive(paused, 400)
+    assert paused.every(WEIGHTS) == steady.every(WEIGHTS) >= 16
+    assert paused.every(ACTIVATIONS) == steady.every(ACTIVATIONS)
+    mean_step = 0.9 * costs[STEP] + 0.1 * 10.0  # what a mean would have taken as the step
+    assert paused.overhead > 5 * (costs[ALWAYS] / mean_step)
 
 
 def test_cheap_statistics_are_not_thinned():

@@ -13,7 +13,9 @@ is taken only on a step whose norm is not finite); the costly statistics are thi
 
 The first :data:`DENSE_START` steps follow the full schedule: most failures begin there,
 and the costs are measured there. From then on, every :data:`DECIDE_EVERY` steps, the
-Monitor takes the time of the steps (:math:`T`), of its always-on work (:math:`G`: the
+Monitor takes the median time of a step (:math:`T`, from one ``optimizer.step()`` to the
+next: the median, so pauses of the loop such as evaluation or checkpointing do not count
+as step time), the time per step of its always-on work (:math:`G`: the
 gradient statistics and writing the run) and of one occurrence of each costly statistic
 (:math:`c_k`), and picks the densest intervals :math:`n_k` (powers of two times the full
 schedule's) with
@@ -37,6 +39,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from ._clock import Clock
 
@@ -153,7 +157,10 @@ class Budget:
             return
         always = spent.get(ALWAYS, 0.0) / window.steps
         costly = sum(spent.get(k, 0.0) for k in (WEIGHTS, ACTIVATIONS))
-        plain = (spent[STEP] - spent.get(ALWAYS, 0.0) - costly) / window.steps
+        # the median step: a pause of the loop (evaluation, checkpointing, another model
+        # trained in turn) is not step time the Monitor may spend
+        steps = window.step_times or [spent[STEP] / window.steps]
+        plain = float(np.median(steps)) - always - costly / window.steps
         if plain <= 0.0:
             return
         self.overhead = (always + costly / window.steps) / plain
@@ -199,6 +206,7 @@ class Budget:
         """Add the timings the clock has finished to the current window."""
         for what, seconds in self.clock.collect().items():
             self._window.spent[what] = self._window.spent.get(what, 0.0) + seconds
+        self._window.step_times += self.clock.samples().get(STEP, [])
 
     def meta(self) -> dict[str, Any]:
         """The schedule in effect, as recorded in the run's ``meta["schedule"]``."""
@@ -224,6 +232,7 @@ class _Window:
     def __init__(self) -> None:
         self.steps = 0
         self.spent: dict[str, float] = {}
+        self.step_times: list[float] = []  # each step's time, start to end
         self.occurrences: dict[str, int] = {}
 
 

@@ -16,10 +16,18 @@ import torch
 
 
 class Clock:
-    """Host time (``time.perf_counter``) of bracketed work, by what it was."""
+    """Host time (``time.perf_counter``) of bracketed work, by what it was.
 
-    def __init__(self) -> None:
+    Args:
+        sampled: what is also kept piece by piece (:meth:`samples`), not only summed: the
+            steps, whose median is the step time a pause (evaluation, checkpointing) does
+            not inflate.
+    """
+
+    def __init__(self, sampled: tuple[str, ...] = ("step",)) -> None:
         self._spent: dict[str, float] = {}
+        self._sampled = sampled
+        self._samples: dict[str, list[float]] = {}
 
     def start(self) -> Any:
         """A token for :meth:`stop`: the moment the work starts."""
@@ -27,12 +35,22 @@ class Clock:
 
     def stop(self, token: Any, what: str) -> None:
         """The work started at ``token`` ends now; add its duration to ``what``."""
-        self._spent[what] = self._spent.get(what, 0.0) + time.perf_counter() - token
+        self._add(what, time.perf_counter() - token)
+
+    def _add(self, what: str, seconds: float) -> None:
+        self._spent[what] = self._spent.get(what, 0.0) + seconds
+        if what in self._sampled:
+            self._samples.setdefault(what, []).append(seconds)
 
     def collect(self) -> dict[str, float]:
         """Seconds spent by what, since the last call."""
         spent, self._spent = self._spent, {}
         return spent
+
+    def samples(self) -> dict[str, list[float]]:
+        """The durations of each sampled piece of work finished since the last call."""
+        samples, self._samples = self._samples, {}
+        return samples
 
 
 class CudaClock(Clock):
@@ -42,8 +60,8 @@ class CudaClock(Clock):
         device: the CUDA device whose current stream the work runs on.
     """
 
-    def __init__(self, device: torch.device) -> None:
-        super().__init__()
+    def __init__(self, device: torch.device, sampled: tuple[str, ...] = ("step",)) -> None:
+        super().__init__(sampled)
         self.device = device
         self._open: list[tuple[str, Any, Any]] = []  # (what, start event, end event)
         self._free: list[Any] = []  # events whose times were read, for reuse
@@ -63,8 +81,7 @@ class CudaClock(Clock):
         still_open = []
         for what, start, end in self._open:
             if end.query():  # the device passed both events: no wait
-                seconds = start.elapsed_time(end) / 1000.0
-                self._spent[what] = self._spent.get(what, 0.0) + seconds
+                self._add(what, start.elapsed_time(end) / 1000.0)
                 self._free += [start, end]
             else:
                 still_open.append((what, start, end))
