@@ -19,6 +19,31 @@ def test_running_median_matches_the_slice_by_slice_median(window):
         np.testing.assert_allclose(got, want, rtol=1e-15, equal_nan=True)
 
 
+@pytest.mark.parametrize("window", [1, 5, 50])
+def test_running_median_from_begin_is_the_tail_of_the_full_one(window):
+    """A live detector asks only for the medians it has not computed yet."""
+    values = np.random.default_rng(window).lognormal(size=130)
+    want = np.asarray(reference.running_median(values.tolist(), window))
+    for begin in (0, 1, 3, window - 1, window, 77, 129, 130, 500):
+        got = running_median(values, window, begin)
+        np.testing.assert_allclose(got, want[begin:], rtol=1e-15)
+
+
+def test_spike_search_from_begin_finds_the_later_spike_with_the_full_median():
+    from graddoctor._signals.gradients import first_spike
+
+    norms = np.random.default_rng(1).lognormal(size=400)
+    norms[[20, 260]] = 1e3
+    norms[100:110] = np.nan
+    assert first_spike(norms)[0] == 20
+    finite_before = norms[:260][np.isfinite(norms[:260])]
+    for begin in (21, 150, 260):
+        index, value, median = first_spike(norms, begin)
+        assert (index, value) == (260, 1e3)
+        assert median == pytest.approx(float(np.median(finite_before[-50:])), rel=1e-12)
+    assert first_spike(norms, 261) is None
+
+
 def test_window_statistics_are_each_windows_quantile_and_median():
     values = np.random.default_rng(0).normal(size=200)
     quantiles, medians = window_statistics(values, 10, 0.2)

@@ -12,24 +12,30 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
-def running_median(values: np.ndarray, window: int) -> np.ndarray:
-    """The median of the last ``window`` values at each index (fewer at the start).
+def running_median(values: np.ndarray, window: int, begin: int = 0) -> np.ndarray:
+    """The median of the last ``window`` values at each index from ``begin`` (fewer at the start).
 
     Args:
         values: ``[n]``.
         window: how many values, the current one included (at least 1).
+        begin: the first index wanted: a caller that keeps the earlier medians (a live
+            detector, commit after commit) pays only for the new ones.
 
     Returns:
-        ``[n]`` float64: ``np.median(values[max(0, i - window + 1) : i + 1])`` at ``i``.
+        ``[n - begin]`` float64: ``np.median(values[max(0, i - window + 1) : i + 1])`` at
+        each ``i >= begin``.
     """
     values = np.asarray(values, dtype=np.float64)
     window = max(int(window), 1)
-    head = min(window - 1, values.size)
-    out = np.empty(values.size)
-    for i in range(head):  # the first windows are shorter
-        out[i] = np.median(values[: i + 1])
-    if values.size >= window:
-        out[head:] = np.median(sliding_window_view(values, window), axis=1)
+    begin = min(max(int(begin), 0), values.size)
+    out = np.empty(values.size - begin)
+    short = range(begin, min(window - 1, values.size))  # the first windows are shorter
+    for i in short:
+        out[i - begin] = np.median(values[: i + 1])
+    first_full = max(begin, window - 1)
+    if values.size > first_full:
+        tail = values[first_full - window + 1 :]
+        out[first_full - begin :] = np.median(sliding_window_view(tail, window), axis=1)
     return out
 
 

@@ -121,6 +121,7 @@ def test_compiled_monitor_exact_parameter_stats_no_graph_break_same_losses(tmp_p
         np.testing.assert_allclose(run.scalars("loss")[1], plain_losses, rtol=1e-6)
         (event,) = run.events("activations_skipped")
         assert "torch.compile" in event["reason"]
+        assert run.meta["schedule"]["activations"] == "never"  # what show prints
         assert (
             len(run.steps("act_std")) == 0 and len(run.steps("out_grad_norm")) == 0
         )  # nothing, not NaN

@@ -131,6 +131,7 @@ def test_healthy_run_matches_naive_reference(tmp_path, restored):
     with open_run(result.run_paths[0]) as run:
         assert run.meta["model"]["type"] == "Regressor"
         assert run.meta["config"]["args"] == ["--steps", "8", "--print-every", "100"]
+        assert run.meta["schedule"]["activations"] == "every 2 steps from step 1"  # not <lambda>
         steps, recorded_names, grad_norm = run.series("grad_norm")
         assert list(steps) == list(range(8)) and recorded_names == names
         expected = np.array([[g[n]["grad_norm"] for n in names] for g in grads])

@@ -281,3 +281,15 @@ def test_cuda_clock_reads_only_what_the_device_finished(monkeypatch):
     assert clock.collect() == {}
     reused = clock.start()
     assert isinstance(reused, FakeEvent) and len(clock._free) == 1  # events are reused
+
+
+def test_a_schedule_that_describes_itself_is_shown_in_its_words():
+    from graddoctor.monitor._budget import describe_every
+
+    def odd(step):
+        return step % 2 == 1
+
+    assert describe_every(odd) == "custom (odd)"
+    odd.description = "every odd step"
+    assert describe_every(odd) == "every odd step"
+    assert describe_every(lambda s: True) == "custom (<lambda>)"

@@ -83,12 +83,16 @@ def first_spike(
     finite = np.flatnonzero(np.isfinite(total))
     if finite.size <= SPIKE_MIN_HISTORY:
         return None
-    # medians[c - 1]: the median of the last `window` of the first c finite norms
-    medians = running_median(total[finite], window)
     before = np.arange(finite.size)  # finite norms before each finite index
     candidates = (finite >= max(begin, SPIKE_MIN_HISTORY)) & (before >= SPIKE_MIN_HISTORY)
     index, count = finite[candidates], before[candidates]
-    median = medians[count - 1]
+    if not index.size:
+        return None
+    # medians[c - 1 - first]: the median of the last `window` of the first c finite norms,
+    # from the first candidate's on (a live caller's earlier steps are not recomputed)
+    first = int(count[0]) - 1
+    medians = running_median(total[finite], window, first)
+    median = medians[count - 1 - first]
     hits = np.flatnonzero((median > 0) & (total[index] > SPIKE_FACTOR * median))
     if not hits.size:
         return None

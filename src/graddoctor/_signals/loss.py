@@ -34,8 +34,7 @@ from . import thresholds as T
 
 def running_median(values: np.ndarray, window: int, begin: int = 0) -> np.ndarray:
     """The median of the last ``window`` values at each index from ``begin`` (fewer at the start)."""
-    start = max(0, begin - window + 1)
-    return _windows.running_median(np.asarray(values)[start:], window)[begin - start :]
+    return _windows.running_median(values, window, begin)
 
 
 def rising_window(

@@ -12,6 +12,7 @@ import torch
 from torch.optim import optimizer as optimizer_module
 
 from .._paths import run_stamp
+from ..monitor._budget import describe_every
 from ..monitor._optimizers import after_first_call, step_closure
 from ..monitor.schedules import Schedule, as_schedule
 from ._zero_code_backward import BackwardSteps
@@ -56,12 +57,17 @@ class Instrumentation:
         guard: bool = False,
     ) -> None:
         activation_schedule = as_schedule(activations_every)
+
+        def after_the_first_step(step: int) -> bool:
+            return step > 0 and activation_schedule(step)
+
+        after_the_first_step.description = f"{describe_every(activations_every)} from step 1"
         self.settings = RunSettings(
             Path(out_dir),
             name,
             run_stamp(),
             every if every == "auto" else as_schedule(every),
-            lambda step: step > 0 and activation_schedule(step),
+            after_the_first_step,
             modules,
             dict(config or {}),
             guard,

@@ -64,6 +64,8 @@ def describe_every(value: Any) -> str:
     """A schedule given as ``every=`` in words: ``"every step"``, ``"every 5 steps"``, ``"never"``, ``"custom (f)"``."""
     if value is None or value == 0:
         return "never"
+    if isinstance(getattr(value, "description", None), str):  # a schedule that says what it is
+        return value.description
     if isinstance(value, int) and not isinstance(value, bool):
         return "every step" if value == 1 else f"every {value} steps"
     return f"custom ({getattr(value, '__name__', type(value).__name__)})"

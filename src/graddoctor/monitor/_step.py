@@ -100,11 +100,12 @@ class StepMeasurements:
         device = watched.params[0].device
         # a sharded step's collective needs the same rows on every rank: weights unthinned
         weights_by_budget = every == AUTO and layout.mode != "sharded"
+        hooked = watched.activations_skipped is None  # a compiled model: no module hook
         plan = Budget(
             budget,
             clock_for(device),
             every=AUTO if weights_by_budget else (1 if every == AUTO else every),
-            activations_every=activations_every,
+            activations_every=activations_every if hooked else None,
             on_change=on_schedule,
         )
         measurements = cls(
