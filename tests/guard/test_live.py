@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,3 +87,45 @@ def test_the_guards_events_reach_the_diagnosis_show_and_the_loss_curve(tmp_path)
     assert shown.exit_code == 0 and f"step {guard.interventions[0]['step']}: guard" in shown.output
     ax = loss(tmp_path / "g.gdr")
     assert len(ax.lines) == 1 + len(guard.interventions)
+
+
+def _commit(live, first_step, norms, losses):
+    rows = ("grad_norm", "grad_nonfinite")
+    batch = []
+    for k, (norm, loss) in enumerate(zip(norms, losses, strict=True)):
+        values = np.array([norm, 0.0], dtype=np.float32)
+        batch += [(first_step + k, "stats", "parameters", rows, values),
+                  (first_step + k, "scalar", "loss", (), np.array([loss]))]  # fmt: skip
+    live.observe(batch)
+
+
+def test_a_long_run_still_gets_its_late_findings_and_keeps_each_commit_cheap(monkeypatch):
+    """On a long run the step-axis tests rerun once a fraction more steps came (0.1%; 5%
+    here, to show it on 20,000 steps), the NaN test at every commit; nothing is lost."""
+    from graddoctor.monitor import live as live_module
+
+    monkeypatch.setattr(live_module, "RELATIVE_DETECTION_DELAY", 0.05)
+    runs = []
+    original = live_module.first_growth
+    monkeypatch.setattr(live_module, "first_growth",
+                        lambda *a: runs.append(len(a[0])) or original(*a))  # fmt: skip
+    rng = np.random.default_rng(0)
+    live = live_module.LiveFindings(["layer.weight"])
+    found = []
+    live.on_finding = found.append
+    for commit in range(200):
+        norms = 1.0 + 0.1 * rng.random(100)
+        losses = 2.0 + 0.1 * rng.normal(size=100)
+        if commit == 150:
+            norms[50] = 1e4  # a spike at step 15,050
+        if commit == 190:
+            losses[10] = float("nan")  # a NaN loss at step 19,010
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gd.GradDoctorWarning)
+            _commit(live, 100 * commit, norms, losses)
+    by_kind = {f.kind: f for f in found}
+    assert by_kind["exploding_gradients"].first_step == 15_050
+    assert by_kind["nonfinite"].first_step == 19_010
+    assert 40 < len(runs) < 100  # every commit up to 2,000 steps, then rarer
+    gaps = np.diff(runs)
+    assert np.all(gaps <= np.maximum(100, 0.05 * np.asarray(runs[:-1]) + 100))

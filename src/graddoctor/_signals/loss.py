@@ -57,10 +57,9 @@ def rising_window(
     if medians is None:
         medians = running_median(losses, T.LOSS_MEDIAN_WINDOW)
     first = float(losses[0])
-    # every window at once: window k is losses[k : k + w]
-    lows, middles = _windows.window_statistics(losses, w, T.LOSS_WINDOW_QUANTILE)
+    # every window from begin at once: window k is losses[k : k + w]
     starts = np.arange(max(begin, 1), n - w + 1)
-    lows, middles = lows[starts], middles[starts]
+    lows, middles = _windows.window_statistics(losses[starts[0] :], w, T.LOSS_WINDOW_QUANTILE)
     above_start = (
         (first > 0)
         & (lows > T.DIVERGING_LOSS_FACTOR * first)

@@ -9,7 +9,8 @@ and ``amp_scale_collapse``. A finding is reported once per kind and severity: a
 :class:`~graddoctor.GradDoctorWarning`, a record on the ``logging`` logger ``"graddoctor"``,
 and the Monitor's ``on_finding`` callable. Live, the loss's noise level is that of the
 losses so far, and a step GradScaler skipped is left out (the diagnosis does the same
-while the skips stay transient).
+while the skips stay transient). NaN/Inf is looked for at every commit; on a long run the
+other tests wait until 0.1% more steps are recorded (:data:`RELATIVE_DETECTION_DELAY`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from .._signals.gradients import first_growth, first_spike, gradient_step_findin
 from .._signals.loss import large_updates, loss_finding, rising_window, running_median
 from .._signals.thresholds import LOSS_MEDIAN_WINDOW, LOSS_WINDOW
 from ..probes.statistics import PARAMETERS
+from ._series import Series
+
+# A test over n recorded steps costs time in n: on a long run the tests other than NaN/Inf
+# run again once 0.1% more steps are recorded (each commit up to 25,000 steps, every 100
+# steps at 100,000), so their cost per step stays flat.
+RELATIVE_DETECTION_DELAY = 0.001
 
 logger = logging.getLogger("graddoctor")
 logger.addHandler(logging.NullHandler())  # a library logs; the application decides where to
@@ -40,6 +47,10 @@ def _quadrature(row: np.ndarray) -> float:
         return float("nan")
     with np.errstate(over="ignore"):
         return float(np.sqrt(np.square(row[measured]).sum()))
+
+
+def _values(series: Any) -> np.ndarray:
+    return series.values if isinstance(series, Series) else np.asarray(series)
 
 
 class LiveFindings:
@@ -56,23 +67,27 @@ class LiveFindings:
         self.on_finding = on_finding
         self.findings: list[Finding] = []
         self._reported: set[tuple[str, str]] = set()
-        self._steps: list[int] = []  # parameter steps, and per step:
-        self._grad: list[float] = []  # the total gradient norm (Inf: non-finite entries)
-        self._ratio: list[float] = []  # the total update ratio
-        self._nan_weight: list[bool] = []
+        self._steps = Series(np.int64)  # parameter steps, and per step:
+        self._grad = Series()  # the total gradient norm (Inf: non-finite entries)
+        self._ratio = Series()  # the total update ratio
+        self._nan_weight = Series(bool)
         self._bad_row: tuple[int, np.ndarray] | None = None  # the first step's non-finite counts
-        self._scalars: dict[str, tuple[list[int], list[float]]] = {}
+        self._scalars: dict[str, tuple[Series, Series]] = {}
+        self._skipped: set[int] = set()  # the steps GradScaler skipped
         self._begin = {"growth": 0, "spike": 0, "rise": 1}
-        self._loss_medians: list[float] = []
-        self._ratio_medians: list[float] = []
+        self._next_detection = 0  # recorded steps before the step-axis tests run again
+        self._loss_medians = Series()
+        self._ratio_medians = Series()
 
     # -- input: what one commit moved to the host ---------------------------------------
     def scalar(self, step: int, name: str, value: float | None) -> None:
         """A scalar of a step (the loss, ``lr/0``, ``amp_skipped``, ``amp_scale``)."""
         if name in ("loss", "lr/0", "amp_skipped", "amp_scale") and value is not None:
-            steps, values = self._scalars.setdefault(name, ([], []))
+            steps, values = self._scalars.setdefault(name, (Series(np.int64), Series()))
             steps.append(step)
             values.append(float(value))
+            if name == "amp_skipped" and float(value) > 0:
+                self._skipped.add(step)
 
     def observe(self, batch: list[tuple[int, str, str, tuple[str, ...], np.ndarray]]) -> None:
         """One commit's ``(step, kind, name, rows, values)`` items, then the detectors; never raises."""
@@ -80,7 +95,7 @@ class LiveFindings:
             for step, kind, name, _, values in batch:
                 if kind == "scalar":
                     self.scalar(step, name, float(values[0]))
-            skipped = self._amp_skipped()
+            skipped = self._skipped
             for step, kind, name, rows, values in batch:
                 if kind == "stats" and name == PARAMETERS and step not in skipped:
                     self._parameters(
@@ -93,9 +108,10 @@ class LiveFindings:
             )
             self.observe = lambda batch: None  # type: ignore[method-assign]
 
-    def _amp_skipped(self) -> set[int]:
-        steps, values = self._scalars.get("amp_skipped", ([], []))
-        return {s for s, v in zip(steps, values, strict=True) if v > 0}
+    def _scalar(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` of a scalar so far (empty arrays if never logged)."""
+        steps, values = self._scalars.get(name, (Series(np.int64), Series()))
+        return steps.values, values.values
 
     def _parameters(self, step: int, stats: dict[str, np.ndarray]) -> None:
         grads, counts = stats.get("grad_norm"), stats.get("grad_nonfinite")
@@ -115,8 +131,11 @@ class LiveFindings:
 
     # -- the detectors ----------------------------------------------------------------
     def _detect(self) -> None:
-        steps, grads = np.asarray(self._steps, dtype=np.int64), np.asarray(self._grad)
+        steps, grads = self._steps.values, self._grad.values
         self._nonfinite(steps, grads)
+        if len(grads) < self._next_detection:
+            return
+        self._next_detection = len(grads) + int(len(grads) * RELATIVE_DETECTION_DELAY)
         if len(grads) >= 2 and ("exploding_gradients", "critical") not in self._reported:
             growth = first_growth(grads, self._begin["growth"])
             spike = None
@@ -130,22 +149,22 @@ class LiveFindings:
         amp = self._scalars.get("amp_skipped")
         if amp and not any(kind == "amp_scale_collapse" for kind, _ in self._reported):
             scale_steps, scales = self._scalars.get("amp_scale", ([], []))
-            history = ScalerHistory(np.asarray(amp[0]), np.asarray(amp[1]),
-                                    np.asarray(scale_steps), np.asarray(scales))  # fmt: skip
+            history = ScalerHistory(amp[0].values, amp[1].values,
+                                    _values(scale_steps), _values(scales))  # fmt: skip
             self._report(collapse_finding(history))
 
     def _nonfinite(self, steps: np.ndarray, grads: np.ndarray) -> None:
         if ("nonfinite", "critical") in self._reported:
             return
         firsts = {}
-        loss_steps, losses = self._scalars.get("loss", ([], []))
-        i = first_index(~np.isfinite(np.asarray(losses)))
+        loss_steps, losses = self._scalar("loss")
+        i = first_index(~np.isfinite(losses))
         if i is not None:
-            firsts["loss"] = loss_steps[i]
+            firsts["loss"] = int(loss_steps[i])
         i = first_index(np.isinf(grads))
         if i is not None:
             firsts["gradients"] = int(steps[i])
-        i = first_index(np.asarray(self._nan_weight, dtype=bool))
+        i = first_index(self._nan_weight.values)
         if i is not None:
             firsts["weights"] = int(steps[i])
         if not firsts:
@@ -163,24 +182,24 @@ class LiveFindings:
         self._report(Finding("nonfinite", "critical", layers, step, evidence, message))
 
     def _diverging(self, steps: np.ndarray) -> None:
-        loss_steps, losses = self._scalars.get("loss", ([], []))
-        losses = np.asarray(losses)
+        loss_steps, losses = self._scalar("loss")
         end = first_index(~np.isfinite(losses))
         losses = losses[:end] if end is not None else losses
-        loss_steps = np.asarray(loss_steps[: len(losses)], dtype=np.int64)
-        self._loss_medians += list(
+        loss_steps = loss_steps[: len(losses)]
+        self._loss_medians.extend(
             running_median(losses, LOSS_MEDIAN_WINDOW, len(self._loss_medians))
         )
-        ratios = np.asarray(self._ratio)
+        ratios = self._ratio.values
         finite = np.where(np.isfinite(ratios), ratios, 0.0)
-        self._ratio_medians += list(
+        self._ratio_medians.extend(
             running_median(finite, LOSS_MEDIAN_WINDOW, len(self._ratio_medians))
         )
-        rising = rising_window(losses, self._begin["rise"], np.asarray(self._loss_medians))
+        medians = self._loss_medians.values[: len(losses)]
+        rising = rising_window(losses, self._begin["rise"], medians)
         self._begin["rise"] = max(1, len(losses) - LOSS_WINDOW + 1)
-        large = large_updates(ratios, np.asarray(self._ratio_medians))
+        large = large_updates(ratios, self._ratio_medians.values)
         lr = self._scalars.get("lr/0")
-        lr = (np.asarray(lr[0]), np.asarray(lr[1])) if lr else None
+        lr = (lr[0].values, lr[1].values) if lr else None
         self._report(loss_finding(loss_steps, losses, steps, ratios, rising, large, lr))
 
     # -- output -----------------------------------------------------------------------
