@@ -35,6 +35,7 @@ def test_remedies_beat_the_sick_baseline(outcomes):
     assert best["deep-relu-bn"] == "batchnorm"
     assert best["sigmoid-saturation"] in ("batchnorm", "swap_activation")
     assert best["xavier-vs-he"] in ("init_he", "init_lsuv", "batchnorm")
+    assert best["rnn-long-range"] == "lstm"
 
 
 def test_pages_written(outcomes):

@@ -19,6 +19,7 @@ from graddoctor.remedies.recurrent import (
     orthogonal_recurrent_init_,
     recurrent_penalty,
     recurrent_weights,
+    set_forget_bias_,
     spectral_constraint_step,
     swap_rnn_,
     tbptt,
@@ -423,6 +424,43 @@ def test_swap_rnn_nested_graddoctor_cores_to_gru():
         swap_rnn_(nn.RNN(2, 3))
     with pytest.raises(ValueError, match="to must be"):
         swap_rnn_(model, to="transformer")
+
+
+def naive_memory_gate_biases(layer: nn.RNNBase) -> list[tuple[float, float]]:
+    """(b_ih, b_hh) of the memory gate, unit by unit: rows H..2H of every layer and direction
+    (LSTM gates i, f, g, o: f; GRU gates r, z, n: z)."""
+    found = []
+    for index in range(layer.num_layers):
+        for suffix in ("", "_reverse")[: 1 + layer.bidirectional]:
+            b_ih = getattr(layer, f"bias_ih_l{index}{suffix}").tolist()
+            b_hh = getattr(layer, f"bias_hh_l{index}{suffix}").tolist()
+            for unit in range(layer.hidden_size, 2 * layer.hidden_size):
+                found.append((b_ih[unit], b_hh[unit]))
+    return found
+
+
+@pytest.mark.parametrize("to", ["lstm", "gru"])
+def test_swap_rnn_forget_bias_sets_the_memory_gate_only(to):
+    torch.manual_seed(0)
+    model = SequenceModel(nn.RNN(3, 4, num_layers=2, bidirectional=True, batch_first=True, dtype=F64), 2)
+    assert swap_rnn_(model, to, forget_bias=3.0) == ["rnn"]
+    layer = model.rnn
+    assert naive_memory_gate_biases(layer) == [(3.0, 0.0)] * (2 * 2 * 4)
+    torch.manual_seed(0)
+    untouched = SequenceModel(nn.RNN(3, 4, num_layers=2, bidirectional=True, batch_first=True, dtype=F64), 2)
+    swap_rnn_(untouched, to)  # the same draw, PyTorch's init kept
+    for (name, after), before in zip(layer.named_parameters(), untouched.rnn.parameters(), strict=True):
+        changed = [row for row in range(len(after)) if after[row].ne(before[row]).any()]
+        assert changed == (list(range(4, 8)) if name.startswith("bias_") else []), name
+    assert layer.bias_ih_l0.dtype == F64
+    set_forget_bias_(layer, -1.5)  # in place on a gated layer
+    assert naive_memory_gate_biases(layer) == [(-1.5, 0.0)] * (2 * 2 * 4)
+    no_bias = nn.LSTM(2, 3, bias=False)
+    set_forget_bias_(no_bias, 3.0)  # nothing to set
+    assert [name for name, _ in no_bias.named_parameters()] == ["weight_ih_l0", "weight_hh_l0"]
+    for bad in (math.nan, math.inf, "3", True):
+        with pytest.raises(ValueError, match="forget_bias must be a finite number"):
+            swap_rnn_(SequenceModel(nn.RNN(2, 3), 1), to, forget_bias=bad)
 
 
 @pytest.mark.parametrize("remedy", [

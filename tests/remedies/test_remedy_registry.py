@@ -498,6 +498,11 @@ def test_gated_swaps_keep_sizes(remedy_id, layer):
     core = result.model.rnn
     assert type(core) is layer and (core.input_size, core.hidden_size, core.batch_first) == (3, 6, True)
     assert not get_remedy(remedy_id).applicable(result)[0]
+    # the memory gate (LSTM forget gate, GRU update gate) starts at bias 3; None keeps PyTorch's
+    assert core.bias_ih_l0[6:12].tolist() == [3.0] * 6 and core.bias_hh_l0[6:12].tolist() == [0.0] * 6
+    plain = get_remedy(remedy_id).apply(rnn_problem(), forget_bias=None).model.rnn
+    assert plain.bias_ih_l0[6:12].abs().max() <= 1 / math.sqrt(6)
+    torch.testing.assert_close(plain.bias_ih_l0[:6], core.bias_ih_l0[:6])  # same seeded draw
 
 
 def test_tbptt_step_and_override():

@@ -141,6 +141,11 @@ def sgd(lr: float, momentum: float = 0.0) -> Callable[..., torch.optim.Optimizer
     return functools.partial(torch.optim.SGD, lr=lr, momentum=momentum)
 
 
+def adam(lr: float) -> Callable[..., torch.optim.Optimizer]:
+    """An optimizer factory ``params -> torch.optim.Adam(params, lr)`` (Kingma & Ba 2015)."""
+    return functools.partial(torch.optim.Adam, lr=lr)
+
+
 def split_batches(
     inputs: torch.Tensor, targets: torch.Tensor, batch_size: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -14,11 +14,20 @@ Gated units (LSTM, Hochreiter & Schmidhuber 1997) keep an additive memory path a
 the signal far more slowly.
 
 Here: sequences of :math:`T = 40` standard normal steps, target = the first step's
-value (read out after the last step), batches of 32, a 32-unit tanh
-:class:`~graddoctor.remedies.recurrent.ElmanRNN` with PyTorch's default init (spectral
-radius about 0.6); variant ``"radius>1"`` rescales :math:`W_{hh}` to spectral radius 3;
-variant ``"lstm"`` is a 32-unit LSTM with forget-gate bias 1 (Gers et al. 2000).
-:func:`time_step_gradient_norms` measures :math:`\|\partial L / \partial x_t\|`.
+value (read out after the last step), a fresh batch of 32 at each of the 80 Adam steps
+(lr 0.003), so the loss is measured on unseen sequences and falls only if the first step
+is recalled; a 32-unit tanh :class:`~graddoctor.remedies.recurrent.ElmanRNN` with
+PyTorch's default init (spectral radius about 0.6); variant ``"radius>1"`` rescales
+:math:`W_{hh}` to spectral radius 3; variant ``"lstm"`` is a 32-unit LSTM with forget-gate
+bias 1 (Gers et al. 2000). :func:`time_step_gradient_norms` measures
+:math:`\|\partial L / \partial x_t\|`.
+
+Measured (seed 0, final MSE = mean of the last 8 steps; predicting 0 scores 1): the tanh
+RNN stays at 0.93, as does the LSTM with forget-gate bias 1; the diagnosis' first remedy,
+``lstm`` (a fresh LSTM whose forget gate starts at bias 3, memory time constant ~21
+steps, see :func:`~graddoctor.remedies.recurrent.set_forget_bias_`), reaches 0.61
+(seeds 0-4: 0.44-0.61 against 0.86-1.36). With SGD nothing learns the recall in a few
+hundred steps, and with PyTorch's default forget bias (about 0) neither does the LSTM.
 """
 
 from __future__ import annotations
@@ -33,10 +42,10 @@ from graddoctor.problem import Problem
 from graddoctor.remedies.recurrent import ElmanRNN, SequenceModel
 from graddoctor.scenarios._base import (
     Scenario,
+    adam,
     check_seed,
     generator,
     linear,
-    sgd,
     split_batches,
     uniform_fan_in_,
 )
@@ -46,13 +55,16 @@ NAME = "rnn-long-range"
 SEQUENCE_LENGTH = 40
 HIDDEN = 32
 BATCH_SIZE = 32
-N_SEQUENCES = 128
+STEPS = 80
+# a fresh batch at every step: the loss is measured on sequences never seen before, so
+# it falls only when the first step is recalled, not when a few sequences are memorised
+N_SEQUENCES = STEPS * BATCH_SIZE
 EXPLODING_RADIUS = 3.0
-LR = 0.05
+LR = 0.003
 
 
 def first_step_recall(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs ``[128, 40, 1]`` of standard normal steps; targets ``[128, 1]`` = the first step."""
+    """Inputs ``[2560, 40, 1]`` of standard normal steps; targets ``[2560, 1]`` = the first step."""
     inputs = torch.randn(N_SEQUENCES, SEQUENCE_LENGTH, 1, generator=generator(seed, stream=0))
     return inputs, inputs[:, 0].clone()
 
@@ -96,9 +108,15 @@ def rnn_problem(seed: int = 0, core: str = "rnn", radius: float | None = None) -
         model=SequenceModel(recurrent, head),
         data=split_batches(inputs, targets, BATCH_SIZE),
         loss_fn=nn.MSELoss(),
-        optimizer=sgd(LR),
+        optimizer=adam(LR),
         name=f"{NAME}-{label}",
-        notes={"lr": LR, "core": core, "radius": radius, "sequence_length": SEQUENCE_LENGTH},
+        notes={
+            "optimizer": "adam",
+            "lr": LR,
+            "core": core,
+            "radius": radius,
+            "sequence_length": SEQUENCE_LENGTH,
+        },
     )
 
 
@@ -136,9 +154,10 @@ def build(seed: int = 0) -> Scenario:
         title="Vanishing / exploding gradients through time in a tanh RNN recalling its first input",
         claim=(
             "With recurrent spectral radius below 1 the gradient reaching the first of 40 time "
-            "steps is many orders of magnitude smaller than the last step's (vanishing); with "
-            "radius 3 it is orders of magnitude larger (exploding); an LSTM with forget-gate "
-            "bias 1 loses it far more slowly."
+            "steps is many orders of magnitude smaller than the last step's (vanishing) and the "
+            "tanh RNN does not learn to recall that step; with radius 3 the gradient is orders "
+            "of magnitude larger (exploding); an LSTM with forget-gate bias 1 loses it far more "
+            "slowly, and one whose forget gate starts at bias 3 learns the recall."
         ),
         source="Pascanu, Mikolov & Bengio, On the difficulty of training recurrent neural networks, ICML 2013",
         baseline=rnn_problem(seed),
@@ -156,7 +175,7 @@ def build(seed: int = 0) -> Scenario:
             "echo_state",
             "tbptt",
         ],
-        steps=50,
+        steps=STEPS,
         expected_findings={
             "baseline": ["vanishing_gradients"],
             "radius>1": ["exploding_gradients"],

@@ -10,6 +10,7 @@ geometrically in :math:`t - k`. The remedies here act on that product:
   :func:`spectral_constraint_step` — keep :math:`\|W_{hh}\|` small (against explosion);
 * :func:`orthogonal_recurrent_init_` — start with all eigenvalues of modulus 1;
 * :func:`swap_rnn_` — gated units (LSTM / GRU) with an additive memory path;
+  :func:`set_forget_bias_` starts their forget gate at a long memory time constant;
 * :class:`ElmanRNN` and :class:`SequenceModel` — a plain RNN whose states can be reached,
   and the core + head wrapper the remedies and scenarios use;
 * :class:`LeakyRNN` — leaky-integration units (:mod:`.leaky`);
@@ -35,7 +36,7 @@ from graddoctor.remedies.recurrent.model import (
     find_recurrent_modules,
 )
 from graddoctor.remedies.recurrent.omega import omega_step, vanishing_gradient_regularizer
-from graddoctor.remedies.recurrent.swap import swap_rnn_
+from graddoctor.remedies.recurrent.swap import set_forget_bias_, swap_rnn_
 from graddoctor.remedies.recurrent.tbptt import tbptt
 from graddoctor.remedies.recurrent.weights import (
     SpectralConstraint,
@@ -62,6 +63,7 @@ __all__ = [
     "record_recurrent_traces",
     "recurrent_penalty",
     "recurrent_weights",
+    "set_forget_bias_",
     "spectral_constraint_step",
     "swap_rnn_",
     "tbptt",

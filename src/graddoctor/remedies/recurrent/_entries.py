@@ -9,7 +9,8 @@ vanishing_regularizer  one-layer ``nn.RNN`` -> ``ElmanRNN`` (same weights and fu
                        ``step_fn = omega_step(strength=1.0)``
 leaky_units            one-layer ``nn.RNN`` / ``ElmanRNN`` -> ``LeakyRNN`` with the same
                        weights, ``leak_range=(0.02, 0.2), seed=0``
-lstm, gru              ``swap_rnn_(to=...)``, freshly initialised gated layers, ``seed=0``
+lstm, gru              ``swap_rnn_(to=..., forget_bias=3.0)``, freshly initialised gated
+                       layers whose forget (GRU: update) gate starts at bias 3, ``seed=0``
 echo_state             ``EchoStateNetwork(reservoir_size=None (the core's hidden size),
                        spectral_radius=0.95, ridge=1e-6, seed=0)`` and a ridge-fit step_fn
 =====================  ==============================================================
@@ -35,6 +36,10 @@ from graddoctor.remedies.recurrent.omega import omega_step
 from graddoctor.remedies.recurrent.swap import core_from, is_elman_rnn, is_plain_rnn, swap_rnn_
 from graddoctor.remedies.recurrent.tbptt import tbptt
 from graddoctor.remedies.recurrent.weights import recurrent_penalty, recurrent_weights
+
+# the gated swaps start the forget gate (the GRU's update gate) at bias 3: a memory time
+# constant of 1 + e^3 = 21 steps instead of PyTorch's 2 (see set_forget_bias_)
+FORGET_BIAS = 3.0
 
 _NO_RECURRENT = "the model has no recurrent layer (nn.RNN/LSTM/GRU, ElmanRNN, LeakyRNN)"
 
@@ -146,7 +151,7 @@ def _gated_check(problem: Problem) -> str | None:
 def _gated(to: str) -> Any:
     def transform(problem: Problem, params: dict[str, Any]) -> Problem:
         with seeded_rng(params["seed"], problem.model):
-            swap_rnn_(problem.model, to=to)
+            swap_rnn_(problem.model, to=to, forget_bias=params["forget_bias"])
         return problem
 
     transform.__name__ = f"swap_to_{to}"
@@ -225,12 +230,12 @@ REMEDIES = (
     ),
     Remedy(
         "lstm", "Replace plain RNN layers by LSTMs (Hochreiter & Schmidhuber 1997)",
-        {"seed": 0}, _gated("lstm"), _gated_check,
+        {"forget_bias": FORGET_BIAS, "seed": 0}, _gated("lstm"), _gated_check,
         treats={"exploding_gradients_over_time": 6, "vanishing_gradients_over_time": 1},
     ),
     Remedy(
         "gru", "Replace plain RNN layers by GRUs (Cho et al. 2014)",
-        {"seed": 0}, _gated("gru"), _gated_check,
+        {"forget_bias": FORGET_BIAS, "seed": 0}, _gated("gru"), _gated_check,
         treats={"exploding_gradients_over_time": 7, "vanishing_gradients_over_time": 2},
     ),
     Remedy(

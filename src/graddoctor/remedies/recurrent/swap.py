@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import torch
@@ -13,6 +15,9 @@ from graddoctor.remedies.recurrent.model import require_recurrent_modules
 
 # the gated layers swap_rnn_(to=...) puts in
 GATED_LAYERS = {"lstm": nn.LSTM, "gru": nn.GRU}
+# which block of the stacked gate biases keeps the memory: LSTM (i, f, g, o) -> the forget
+# gate f; GRU (r, z, n) -> the update gate z, since h' = (1 - z) n + z h
+_MEMORY_GATE = 1
 
 
 def is_plain_rnn(module: nn.Module) -> bool:
@@ -89,7 +94,39 @@ def _gated_replacement(module: nn.Module, to: str) -> nn.Module:
     )
 
 
-def swap_rnn_(model: nn.Module, to: str = "lstm") -> list[str]:
+def _finite_bias(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"forget_bias must be a finite number, got {value!r}")
+    return float(value)
+
+
+def set_forget_bias_(layer: nn.RNNBase, value: float) -> None:
+    r"""Start a gated layer's memory gate at bias ``value``, in place, in every layer and direction.
+
+    The LSTM's forget gate :math:`f` (the GRU's update gate :math:`z`) gets
+    :math:`b_{ih} = \text{value}`, :math:`b_{hh} = 0`; at zero input and state it keeps
+    the fraction :math:`\sigma(\text{value})` of the memory per step, a time constant of
+
+    .. math:: \tau = \frac{1}{1 - \sigma(b)} = 1 + e^{b} \text{ steps},
+
+    about 2 for PyTorch's default :math:`b \approx 0`, 3.7 for the :math:`b = 1` of
+    Jozefowicz, Zaremba & Sutskever (2015) and 21 for :math:`b = 3`. Tallec & Ollivier
+    (2018, "Can recurrent neural networks warp time?") match it to the range of the
+    dependencies to learn. A layer without biases is left alone.
+
+    Args:
+        layer: an ``nn.LSTM`` or ``nn.GRU``.
+        value: the bias, a finite number.
+    """
+    value = _finite_bias(value)
+    with torch.no_grad():
+        for name, parameter in layer.named_parameters():
+            if name.startswith(("bias_ih_l", "bias_hh_l")):
+                block = parameter.chunk(len(parameter) // layer.hidden_size)[_MEMORY_GATE]
+                block.fill_(value if name.startswith("bias_ih_l") else 0.0)
+
+
+def swap_rnn_(model: nn.Module, to: str = "lstm", forget_bias: float | None = None) -> list[str]:
     """Replace every plain RNN inside ``model`` by an ``nn.LSTM`` or ``nn.GRU``, in place.
 
     Swaps ``nn.RNN`` (tanh or relu), :class:`ElmanRNN` and ``LeakyRNN`` for a freshly
@@ -104,12 +141,16 @@ def swap_rnn_(model: nn.Module, to: str = "lstm") -> list[str]:
         model: the model to change (not itself the RNN: wrap it, e.g. in
             :class:`SequenceModel`).
         to: ``"lstm"`` or ``"gru"``.
+        forget_bias: start the forget gate (the GRU's update gate) at this bias
+            (:func:`set_forget_bias_`); ``None`` keeps PyTorch's init.
 
     Returns:
         the names (``named_modules``) of the swapped layers.
     """
     if to not in GATED_LAYERS:
         raise ValueError(f"swap_rnn_ to must be one of {tuple(GATED_LAYERS)}, got {to!r}")
+    if forget_bias is not None:
+        forget_bias = _finite_bias(forget_bias)
     found = require_recurrent_modules(
         model, "swap_rnn_ replaces recurrent layers and has nothing to swap"
     )
@@ -123,6 +164,8 @@ def swap_rnn_(model: nn.Module, to: str = "lstm") -> list[str]:
                 "in a container, e.g. SequenceModel(rnn, head), and swap inside that"
             )
         replacement = _gated_replacement(module, to)
+        if forget_bias is not None:
+            set_forget_bias_(replacement, forget_bias)
         replacement.train(module.training)
         replace_module_(model, name, replacement)
         swapped.append(name)
