@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._views_norms import group_by_owner, module_quadrature
-from .probes.activations import ACTIVATION_STATS
-from .probes.parameters import PARAMETER_STATS
+from .probes.statistics import ACTIVATION_STATS, PARAMETER_STATS
 from .store import Run
 
 if TYPE_CHECKING:

@@ -29,9 +29,7 @@ from ._modules import WEIGHT_LAYER, families_of_type_name
 from ._views_groups import Series, StatGroup
 from ._views_norms import group_by_owner, module_quadrature, owner_module, reduce_groups
 from ._views_rows import LayerRow, rows_at
-from .probes.activations import ACTIVATION_STATS
-from .probes.parameters import PARAMETER_STATS
-from .probes.statistics import time_stat_name
+from .probes.statistics import ACTIVATION_STATS, PARAMETER_STATS, time_stat_name
 from .store import Run, open_run
 
 # the statistic recorded per recurrent module: ||dLoss/dx_t|| for each input time step t
@@ -113,12 +111,12 @@ class RunView:
 
     @cached_property
     def params(self) -> StatGroup:
-        """The parameter statistics (``graddoctor.probes.parameters.PARAMETER_STATS``)."""
+        """The parameter statistics (``graddoctor.probes.statistics.PARAMETER_STATS``)."""
         return self._group(PARAMETER_STATS)
 
     @cached_property
     def modules(self) -> StatGroup:
-        """The module (activation) statistics (``graddoctor.probes.activations.ACTIVATION_STATS``)."""
+        """The module (activation) statistics (``graddoctor.probes.statistics.ACTIVATION_STATS``)."""
         return self._group(ACTIVATION_STATS)
 
     def _group(self, stats: tuple[str, ...]) -> StatGroup:

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..monitor.guard import guard_events
+from ..monitor._guard_events import guard_events
 from ..remedies.frameworks import framework_note
 from ..store import Run, open_run
 from ..views import RunView, load_view

@@ -26,8 +26,9 @@ from .._foreach import (
     norms,
     norms_in_range,
 )
+from ._stat_block import StatBlock, ratio
 from ._wrappers import named_parameters
-from .statistics import GRAD_STATS, PARAMETER_STATS, WEIGHT_STATS, StatBlock, ratio
+from .statistics import GRAD_STATS, PARAMETER_STATS, WEIGHT_STATS
 
 
 def trainable_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter], list[str]]:
