@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ._views_norms import group_by_owner, module_quadrature
 from .probes.statistics import ACTIVATION_STATS, PARAMETER_STATS
-from .store import Run
+from .store import Run, open_run
 
 if TYPE_CHECKING:
     from .views import RunView
@@ -59,6 +60,29 @@ def _activation_step(run: Run, step: int | None) -> int | None:
     act_steps = np.unique(np.concatenate([run.steps(s) for s in ACTIVATION_STATS]))
     eligible = act_steps if step is None else act_steps[act_steps <= step]
     return int(eligible[-1]) if eligible.size else None
+
+
+def layer_rows(
+    run: Run | RunView | str | os.PathLike, step: int | None = None
+) -> tuple[int | None, list[LayerRow]]:
+    """Rows for every module with parameters or activation statistics, in execution order.
+
+    Args:
+        run: a run, its view or its path (a path is opened and closed here).
+        step: the step (default: the last step with parameter statistics).
+
+    Returns:
+        ``(step, rows)``; the activation columns come from the nearest recorded step at
+        or before ``step`` (activations are usually recorded less often).
+    """
+    from .views import RunView  # views imports this module
+
+    if isinstance(run, RunView):
+        return rows_at(run, step)
+    if isinstance(run, Run):
+        return rows_at(RunView(run), step)
+    with open_run(run) as opened:
+        return rows_at(RunView(opened), step)
 
 
 def rows_at(view: RunView, step: int | None = None) -> tuple[int | None, list[LayerRow]]:

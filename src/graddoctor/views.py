@@ -19,7 +19,6 @@ Layer: reads the store; read by diagnosis, the report and the CLI.
 from __future__ import annotations
 
 import copy
-import os
 from functools import cached_property
 from pathlib import Path
 
@@ -28,9 +27,9 @@ import numpy as np
 from ._modules import WEIGHT_LAYER, families_of_type_name
 from ._views_groups import Series, StatGroup
 from ._views_norms import group_by_owner, module_quadrature, owner_module, reduce_groups
-from ._views_rows import LayerRow, rows_at
+from ._views_rows import LayerRow, layer_rows
 from .probes.statistics import ACTIVATION_STATS, PARAMETER_STATS, time_stat_name
-from .store import Run, open_run
+from .store import Run
 
 # the statistic recorded per recurrent module: ||dLoss/dx_t|| for each input time step t
 TIME_GRAD_PREFIX = time_stat_name("")
@@ -62,6 +61,7 @@ class RunView:
         self.order: list[str] = executed + [m["name"] for m in summary if m["name"] not in ran]
         self._position = {name: i for i, name in enumerate(self.order)}
         self._series: dict[str, Series] = {}
+        self._scalars: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- the run's records ---------------------------------------------------------------
     @property
@@ -90,6 +90,22 @@ class RunView:
         if stat not in self._series:
             self._series[stat] = self.run.series(stat)
         return self._series[stat]
+
+    def scalars(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` of a scalar (``"loss"``), read from the file once; read-only arrays."""
+        if name not in self._scalars:
+            read = self.run.scalars(name)
+            for array in read:
+                array.flags.writeable = False
+            self._scalars[name] = read
+        return self._scalars[name]
+
+    @cached_property
+    def steps(self) -> np.ndarray:
+        """Every recorded step (``Run.steps()``), read from the file once; read-only."""
+        steps = self.run.steps()
+        steps.flags.writeable = False
+        return steps
 
     def has_stat(self, stat: str) -> bool:
         """Whether ``stat`` was declared and has at least one recorded step."""
@@ -258,25 +274,6 @@ class RunView:
 def load_view(run: Run | RunView) -> RunView:
     """The view of an open run (a view is returned as it is); statistics load on first use."""
     return run if isinstance(run, RunView) else RunView(run)
-
-
-def layer_rows(
-    run: Run | RunView | str | os.PathLike, step: int | None = None
-) -> tuple[int | None, list[LayerRow]]:
-    """Rows for every module with parameters or activation statistics, in execution order.
-
-    Args:
-        run: a run, its view or its path (a path is opened and closed here).
-        step: the step (default: the last step with parameter statistics).
-
-    Returns:
-        ``(step, rows)``; the activation columns come from the nearest recorded step at
-        or before ``step`` (activations are usually recorded less often).
-    """
-    if isinstance(run, (Run, RunView)):
-        return rows_at(load_view(run), step)
-    with open_run(run) as opened:
-        return rows_at(RunView(opened), step)
 
 
 __all__ = [

@@ -36,7 +36,7 @@ def run_facts(view: RunView) -> frozenset[str]:
         for found in view.families.values()
     ):
         facts.add(HE_ACTIVATION)
-    _, losses = view.run.scalars("loss")
+    _, losses = view.scalars("loss")
     finite = losses[np.isfinite(losses)]
     if finite.size and finite[0] > T.HUGE_LOSS:
         facts.add(HUGE_LOSS)

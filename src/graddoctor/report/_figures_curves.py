@@ -85,7 +85,7 @@ def loss(
     with contextlib.ExitStack() as stack:
         views = {label: stack.enter_context(opened(run)) for label, run in named.items()}
         for label, view in views.items():
-            curves[label] = view.run.scalars(name)
+            curves[label] = view.scalars(name)
         guarded = {label: guard_events(view.run) for label, view in views.items()}
         known = sorted({n for view in views.values() for n in view.run.scalar_names()})
     headline = "Training loss" if name == "loss" else name

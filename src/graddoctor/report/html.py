@@ -143,7 +143,7 @@ def figures_section(view: RunView, heading: str = "Figures") -> str:
 def metadata_section(view: RunView) -> str:
     meta = view.run.meta
     model = meta.get("model", {})
-    steps = view.run.steps()
+    steps = view.steps
     rows = {
         "run file": str(view.path),
         "model": f"{model.get('type')} ({_count(model.get('param_count', 0))} parameters, "
