@@ -172,6 +172,10 @@ class RunView:
         )
         return [name for _, name in ranked]
 
+    def position(self, name: str) -> int | None:
+        """``name``'s index in :attr:`order` (None for a module the model does not have)."""
+        return self._position.get(name)
+
     def modules_in(self, family: str, names: list[str] | None = None) -> list[str]:
         """The modules of a family, in execution order.
 

@@ -215,7 +215,8 @@ def grad_vs_depth(
             _, _, ran = view.series("act_nonfinite")
             keep = ~np.all(np.isnan(values) & np.isnan(ran), axis=0)
             order = view.ordered([n for n, k in zip(names, keep, strict=True) if k])
-            index = [names.index(n) for n in order]
+            column = {name: j for j, name in enumerate(names)}
+            index = [column[n] for n in order]
             values = values[:, index]
             nonfinite = ~np.isfinite(values) & ~np.isnan(ran[:, index])
             ylabel = r"back-propagated gradient norm $\|\partial L/\partial a\|$"
