@@ -62,6 +62,7 @@ class RunView:
         self._position = {name: i for i, name in enumerate(self.order)}
         self._series: dict[str, Series] = {}
         self._scalars: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._owners: dict[tuple[str, ...], dict[str, list[int]]] = {}
 
     # -- the run's records ---------------------------------------------------------------
     @property
@@ -197,8 +198,11 @@ class RunView:
     # -- per-module norms ----------------------------------------------------------------
     def parameter_groups(self, param_names: list[str]) -> dict[str, list[int]]:
         """Module -> column indices of its parameters, modules in execution order."""
-        groups = group_by_owner(param_names)
-        return {module: groups[module] for module in self.ordered(list(groups))}
+        key = tuple(param_names)  # each statistic's columns are grouped once
+        if key not in self._owners:
+            groups = group_by_owner(param_names)
+            self._owners[key] = {module: groups[module] for module in self.ordered(list(groups))}
+        return dict(self._owners[key])
 
     def module_norms(self, stat: str) -> Series:
         """A per-parameter norm statistic combined per module: ``(steps, modules, [S, M])``."""
