@@ -163,3 +163,16 @@ def test_without_steps_leaves_out_rows(run):
 
 def test_diagnose_reads_a_view_as_it_reads_the_path(run):
     assert diagnose(load_view(run)).to_dict() == diagnose(run.path).to_dict()
+
+
+def test_a_layer_row_has_one_attribute_per_declared_statistic():
+    """The row's columns come from probes.statistics (act_max was once missing here)."""
+    import dataclasses
+
+    from graddoctor.probes.statistics import ACTIVATION_STATS, PARAMETER_STATS
+    from graddoctor.views import LayerRow
+
+    names = [f.name for f in dataclasses.fields(LayerRow)]
+    assert names == ["name", "type", "params", *PARAMETER_STATS, *ACTIVATION_STATS]
+    row = LayerRow("m", "Linear")
+    assert math.isnan(row.act_max) and row.params == [] and LayerRow("n", "ReLU").params == []

@@ -4,10 +4,11 @@ The public API. Data flows one way: probes -> monitor -> store -> views -> diagn
 remedies/experiments -> report. Imports follow layers, and a module never imports one of a
 higher layer (``tests/test_layers.py`` checks it), low to high:
 
-0. ``_version``, ``_paths``, ``_modules`` (the module taxonomy), ``_foreach`` (grouping
-   and fused norms), ``_exact_norms`` (norms across the float range), ``_render_text``, ``_numbers``, ``_windows`` (sliding-window medians),
-   ``_findings`` (the Finding type), ``_signals`` (the step-axis detectors as functions
-   of arrays, run offline and live);
+0. ``_version``, ``_paths``, ``_modules`` (the module taxonomy as type names) and
+   ``_module_types`` (its torch classes), ``_foreach`` (grouping and fused norms),
+   ``_exact_norms`` (norms across the float range), ``_render_text``, ``_numbers``,
+   ``_windows`` (sliding-window medians), ``_findings`` (the Finding type), ``_signals``
+   (the step-axis detectors as functions of arrays, run offline and live);
 1. ``probes`` (what is measured; the NaN replay), ``problem``;
 2. ``store`` (the run file);
 3. ``monitor`` (hooks, schedules, AMP, distributed reduction; writes the store);
@@ -19,8 +20,11 @@ higher layer (``tests/test_layers.py`` checks it), low to high:
 8. ``scenarios``; 9. ``report``; 10. ``integrations``, ``demo``; 11. ``cli``.
 
 ``import graddoctor`` is light: each public name is imported on its first use (torch with
-the first that needs it), so ``graddoctor --help`` starts without torch; nothing imports
-matplotlib, rich or typer but the report's drawing modules and the command line.
+the first that needs it), so ``graddoctor --help`` starts without torch, and reading a
+recorded run (``show``, ``diagnose``, ``report``) never imports it: the store, the views,
+the diagnosis and the remedy registry read names, not torch classes
+(``tests/test_cli_reading.py``). Nothing imports matplotlib, rich or typer but the
+report's drawing modules and the command line.
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """Module taxonomy: the one place that says which modules saturate, rectify, hold weights,
-normalise or recur.
+normalise or recur, as tables of ``torch.nn`` type names (no torch import).
 
 Every part of graddoctor asks this module: the probes (which outputs have a saturated
 fraction or dead units), the Monitor (which families it records in the run's model
 summary), the diagnosis (which layers a detector compares) and the remedies (which
-modules a swap or an insertion targets). A live model is classified with
-:func:`module_families` (``isinstance``, so subclasses count); a recorded run carries the
-families of every module, and runs written before they were recorded fall back to
-:func:`families_of_type_name`.
+modules a swap or an insertion targets). A recorded run stores each module's type name
+and families, so reading it (``graddoctor show``, ``diagnose``, ``report``) needs only
+these names: runs written before families were recorded fall back to
+:func:`families_of_type_name`. A live model is classified by
+:mod:`graddoctor._module_types`, whose ``torch.nn`` class sets are the classes named
+here (``isinstance``, so subclasses count; a name starting with ``_`` is a base class of
+``torch.nn.modules``, e.g. ``_ConvNd``, whose subclasses all belong).
 
 Families (stable strings):
 
@@ -30,10 +33,6 @@ Families (stable strings):
 
 from __future__ import annotations
 
-import math
-
-from torch import nn
-
 WEIGHT_LAYER = "weight_layer"
 SATURATING = "saturating"
 RECTIFIER = "rectifier"
@@ -43,165 +42,92 @@ NORMALIZATION = "normalization"
 RECURRENT = "recurrent"
 FAMILIES = (WEIGHT_LAYER, SATURATING, RECTIFIER, NON_SATURATING, SELF_NORMALIZING, NORMALIZATION, RECURRENT)
 
+# graddoctor's own recurrent layers (remedies) are named too: this module sits below the
+# remedies and cannot import them (a live one is recurrent by its weight_hh parameter)
+RECURRENT_NAMES = (
+    "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
+    "ElmanRNN", "LeakyRNN",
+)  # fmt: skip
+
+WEIGHT_LAYER_NAMES = (
+    "Linear", "LazyLinear", "NonDynamicallyQuantizableLinear", "Bilinear",
+    "_ConvNd", "Conv1d", "Conv2d", "Conv3d", "LazyConv1d", "LazyConv2d", "LazyConv3d",
+    "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyConvTranspose3d",
+    *RECURRENT_NAMES, "MultiheadAttention",
+)  # fmt: skip
+
+SATURATING_NAMES = ("Sigmoid", "Tanh", "Hardtanh", "Softsign", "Hardsigmoid", "LogSigmoid")
+
+RECTIFIER_NAMES = ("ReLU", "ReLU6", "Threshold")
+
+NON_SATURATING_NAMES = (
+    *RECTIFIER_NAMES, "LeakyReLU", "PReLU", "RReLU", "ELU", "CELU", "SELU", "GELU", "SiLU",
+    "Mish", "Hardswish", "Softplus",
+)  # fmt: skip
+
+SELF_NORMALIZING_NAMES = ("SELU",)
+
+NORM_NAMES = (
+    "_BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm",
+    "LazyBatchNorm1d", "LazyBatchNorm2d", "LazyBatchNorm3d",
+    "_InstanceNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+    "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d",
+    "LayerNorm", "GroupNorm", "LocalResponseNorm", "RMSNorm",
+)  # fmt: skip
+
 # dense and convolution layers with a well-defined output feature axis: what an init
 # scheme re-initialises and what a normalisation layer can follow
-FEEDFORWARD_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-RECURRENT_TYPES: tuple[type[nn.Module], ...] = (nn.RNNBase, nn.RNNCellBase)
-
-WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, *RECURRENT_TYPES, nn.MultiheadAttention,
-)  # fmt: skip
-
-SATURATING_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Softsign, nn.Hardsigmoid, nn.LogSigmoid,
-)  # fmt: skip
-
-RECTIFIER_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.Threshold)
-
-NON_SATURATING_TYPES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.Threshold, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU,
-    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Softplus,
-)  # fmt: skip
+FEEDFORWARD_LAYER_NAMES = ("Linear", "Conv1d", "Conv2d", "Conv3d")
 
 # elementwise, shape-preserving activations of a hidden layer (Softmax, GLU and
 # attention are not): what an activation swap may replace
-ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
-    *NON_SATURATING_TYPES, *SATURATING_TYPES, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink,
+ACTIVATION_NAMES = (
+    *NON_SATURATING_NAMES, *SATURATING_NAMES, "Tanhshrink", "Softshrink", "Hardshrink",
 )  # fmt: skip
 
-NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
-    t
-    for t in (
-        nn.modules.batchnorm._BatchNorm,
-        nn.modules.instancenorm._InstanceNorm,
-        nn.LayerNorm,
-        nn.GroupNorm,
-        nn.LocalResponseNorm,
-        getattr(nn, "RMSNorm", None),
-    )
-    if t is not None
-)
-
 # parameter-free modules that keep the feature/channel axis (dim 1) unchanged
-SHAPE_PRESERVING_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Identity,
-    nn.modules.dropout._DropoutNd,
-    nn.AlphaDropout,
-    nn.FeatureAlphaDropout,
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd,
-    nn.modules.pooling._LPPoolNd,
-)
+SHAPE_PRESERVING_NAMES = (
+    "Identity", "_DropoutNd", "AlphaDropout", "FeatureAlphaDropout", "_MaxPoolNd", "_AvgPoolNd",
+    "_AdaptiveMaxPoolNd", "_AdaptiveAvgPoolNd", "_LPPoolNd",
+)  # fmt: skip
 
-
-def is_saturating(module: nn.Module) -> bool:
-    """A saturating activation (ReLU6 subclasses Hardtanh but is a rectifier)."""
-    return isinstance(module, SATURATING_TYPES) and not isinstance(module, nn.ReLU6)
-
-
-def is_rectifier(module: nn.Module) -> bool:
-    """An activation whose units can be exactly 0 for every input (dead units)."""
-    if isinstance(module, nn.Threshold):
-        return float(module.value) == 0.0
-    return isinstance(module, (nn.ReLU, nn.ReLU6))
-
-
-def is_recurrent(module: nn.Module) -> bool:
-    """``nn.RNN/LSTM/GRU``, an RNN cell, or any module owning a ``weight_hh`` parameter."""
-    return isinstance(module, RECURRENT_TYPES) or isinstance(
-        getattr(module, "weight_hh", None), nn.Parameter
-    )
-
-
-def is_weight_layer(module: nn.Module) -> bool:
-    """A module holding a weight the signal passes through (see the module docstring)."""
-    return isinstance(module, WEIGHT_LAYER_TYPES) or is_recurrent(module)
-
-
-def module_families(module: nn.Module) -> list[str]:
-    """The families of a live module, in :data:`FAMILIES` order."""
-    found = {
-        WEIGHT_LAYER: is_weight_layer(module),
-        SATURATING: is_saturating(module),
-        RECTIFIER: is_rectifier(module),
-        NON_SATURATING: isinstance(module, NON_SATURATING_TYPES),
-        SELF_NORMALIZING: isinstance(module, nn.SELU),
-        NORMALIZATION: isinstance(module, NORM_TYPES),
-        RECURRENT: is_recurrent(module),
-    }
-    return [family for family in FAMILIES if found[family]]
-
-
-def saturation_bounds(module: nn.Module) -> tuple[float, float] | None:
-    """The output range ``(lo, hi)`` of a saturating activation (``lo`` may be ``-inf``), else None."""
-    if not is_saturating(module):
-        return None
-    if isinstance(module, nn.Hardtanh):
-        return float(module.min_val), float(module.max_val)
-    if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
-        return 0.0, 1.0
-    if isinstance(module, nn.LogSigmoid):  # log sigmoid(x) < 0; saturates as x -> +inf
-        return -math.inf, 0.0
-    return -1.0, 1.0  # Tanh, Softsign
-
-
-def _type_names(types: tuple[type[nn.Module], ...]) -> frozenset[str]:
-    """Names of ``types`` and of their subclasses defined in ``torch.nn``."""
-    names = set()
-    for value in vars(nn).values():
-        if isinstance(value, type) and issubclass(value, nn.Module) and issubclass(value, types):
-            names.add(value.__name__)
-    return frozenset(names)
-
-
-# graddoctor's own recurrent layers (remedies) and torch's internal Linear subclass, by name:
-# this module sits below the remedies and cannot import them
-_EXTRA_NAMES = {
-    WEIGHT_LAYER: {"ElmanRNN", "LeakyRNN", "NonDynamicallyQuantizableLinear"},
-    RECURRENT: {"ElmanRNN", "LeakyRNN"},
-}
-_NAMES_BY_FAMILY = {
-    WEIGHT_LAYER: _type_names(WEIGHT_LAYER_TYPES) | _EXTRA_NAMES[WEIGHT_LAYER],
-    SATURATING: _type_names(SATURATING_TYPES) - {"ReLU6"},
-    RECTIFIER: _type_names(RECTIFIER_TYPES),
-    NON_SATURATING: _type_names(NON_SATURATING_TYPES),
-    SELF_NORMALIZING: _type_names((nn.SELU,)),
-    NORMALIZATION: _type_names(NORM_TYPES),
-    RECURRENT: _type_names(RECURRENT_TYPES) | _EXTRA_NAMES[RECURRENT],
+# the type names of each family: a module whose type is named here belongs to it
+NAMES_BY_FAMILY: dict[str, frozenset[str]] = {
+    WEIGHT_LAYER: frozenset(WEIGHT_LAYER_NAMES),
+    SATURATING: frozenset(SATURATING_NAMES),
+    RECTIFIER: frozenset(RECTIFIER_NAMES),
+    NON_SATURATING: frozenset(NON_SATURATING_NAMES),
+    SELF_NORMALIZING: frozenset(SELF_NORMALIZING_NAMES),
+    NORMALIZATION: frozenset(NORM_NAMES),
+    RECURRENT: frozenset(RECURRENT_NAMES),
 }
 
 
 def families_of_type_name(type_name: str) -> list[str]:
     """The families of a module known only by its type name (runs without recorded families)."""
-    return [family for family in FAMILIES if type_name in _NAMES_BY_FAMILY[family]]
+    return [family for family in FAMILIES if type_name in NAMES_BY_FAMILY[family]]
 
 
 __all__ = [
-    "ACTIVATION_TYPES",
+    "ACTIVATION_NAMES",
     "FAMILIES",
-    "FEEDFORWARD_LAYER_TYPES",
+    "FEEDFORWARD_LAYER_NAMES",
+    "NAMES_BY_FAMILY",
     "NON_SATURATING",
-    "NON_SATURATING_TYPES",
+    "NON_SATURATING_NAMES",
     "NORMALIZATION",
-    "NORM_TYPES",
+    "NORM_NAMES",
     "RECTIFIER",
-    "RECTIFIER_TYPES",
+    "RECTIFIER_NAMES",
     "RECURRENT",
-    "RECURRENT_TYPES",
+    "RECURRENT_NAMES",
     "SATURATING",
-    "SATURATING_TYPES",
+    "SATURATING_NAMES",
     "SELF_NORMALIZING",
-    "SHAPE_PRESERVING_TYPES",
+    "SELF_NORMALIZING_NAMES",
+    "SHAPE_PRESERVING_NAMES",
     "WEIGHT_LAYER",
-    "WEIGHT_LAYER_TYPES",
+    "WEIGHT_LAYER_NAMES",
     "families_of_type_name",
-    "is_rectifier",
-    "is_recurrent",
-    "is_saturating",
-    "is_weight_layer",
-    "module_families",
-    "saturation_bounds",
 ]

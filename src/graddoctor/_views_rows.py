@@ -2,42 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import field, make_dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._views_norms import group_by_owner, module_quadrature
-from .probes.activations import ACTIVATION_STATS
-from .probes.parameters import PARAMETER_STATS
-from .store import Run
+from .probes.statistics import (
+    ACTIVATION_STATS,
+    BY_NAME,
+    MAX,
+    PARAMETER_STATS,
+    SUM,
+    SUM_OF_SQUARES,
+)
+from .store import Run, open_run
 
 if TYPE_CHECKING:
     from .views import RunView
 
-# per-parameter norms whose module value is their quadrature sum
-_NORM_STATS = ("grad_norm", "weight_norm", "update_norm")
+def _declared_fields() -> list:
+    stats = PARAMETER_STATS + ACTIVATION_STATS
+    return [("name", str), ("type", str), ("params", list, field(default_factory=list))] + [
+        (stat, float, field(default=float("nan"))) for stat in stats
+    ]
 
 
-@dataclass
-class LayerRow:
-    """One module at one step: its parameters' statistics combined, and its activations."""
+# one attribute per declared parameter and module statistic (probes.statistics), NaN when
+# not recorded: a statistic added there is a column here without another list to edit
+LayerRow = make_dataclass("LayerRow", _declared_fields(), namespace={"__module__": __name__})
+LayerRow.__doc__ = """One module at one step: its parameters' statistics combined, and its activations.
 
-    name: str
-    type: str
-    params: list[str] = field(default_factory=list)
-    grad_norm: float = float("nan")
-    grad_max: float = float("nan")
-    grad_nonfinite: float = float("nan")
-    weight_norm: float = float("nan")
-    update_norm: float = float("nan")
-    update_ratio: float = float("nan")
-    act_mean: float = float("nan")
-    act_std: float = float("nan")
-    act_saturated: float = float("nan")
-    act_dead: float = float("nan")
-    act_nonfinite: float = float("nan")
-    out_grad_norm: float = float("nan")
+Attributes: ``name``, ``type``, ``params`` (its parameters' names), then each statistic of
+``probes.statistics`` by name (``grad_norm``, ``act_std``...), NaN when not recorded.
+Parameter statistics combine over the module's parameters by their declared reduction:
+norms in quadrature, maxima by max, counts by sum, ratios from the combined terms.
+"""
 
 
 def _stat_at(run: Run, stat: str, step: int | None) -> tuple[int | None, dict[str, float]]:
@@ -60,6 +61,43 @@ def _activation_step(run: Run, step: int | None) -> int | None:
     act_steps = np.unique(np.concatenate([run.steps(s) for s in ACTIVATION_STATS]))
     eligible = act_steps if step is None else act_steps[act_steps <= step]
     return int(eligible[-1]) if eligible.size else None
+
+
+def layer_rows(
+    run: Run | RunView | str | os.PathLike, step: int | None = None
+) -> tuple[int | None, list[LayerRow]]:
+    """Rows for every module with parameters or activation statistics, in execution order.
+
+    Args:
+        run: a run, its view or its path (a path is opened and closed here).
+        step: the step (default: the last step with parameter statistics).
+
+    Returns:
+        ``(step, rows)``; the activation columns come from the nearest recorded step at
+        or before ``step`` (activations are usually recorded less often).
+    """
+    from .views import RunView  # views imports this module
+
+    if isinstance(run, RunView):
+        return rows_at(run, step)
+    if isinstance(run, Run):
+        return rows_at(RunView(run), step)
+    with open_run(run) as opened:
+        return rows_at(RunView(opened), step)
+
+
+def _combined(values: np.ndarray, groups: dict[str, list[int]], reduction: str) -> np.ndarray:
+    """Per module, its parameters' values ``[1, P]`` combined by a declared reduction."""
+    if reduction == SUM_OF_SQUARES:
+        return module_quadrature(values, groups)[0]
+    out = np.full(len(groups), np.nan)
+    for j, columns in enumerate(groups.values()):
+        cells = values[0, columns]
+        if reduction == MAX and not np.all(np.isnan(cells)):
+            out[j] = np.nanmax(cells)
+        elif reduction == SUM:
+            out[j] = np.nansum(cells)
+    return out
 
 
 def rows_at(view: RunView, step: int | None = None) -> tuple[int | None, list[LayerRow]]:
@@ -88,17 +126,16 @@ def rows_at(view: RunView, step: int | None = None) -> tuple[int | None, list[La
     vectors = {
         s: np.array([[param_stats[s].get(p, np.nan) for p in params]]) for s in PARAMETER_STATS
     }
-    norms = {s: module_quadrature(vectors[s], groups)[0] for s in _NORM_STATS}
-    for j, (module, columns) in enumerate(groups.items()):
-        row = rows[module]
-        for stat in _NORM_STATS:
-            setattr(row, stat, float(norms[stat][j]))
-        grad_max = vectors["grad_max"][0, columns]
-        row.grad_max = (
-            float(np.nanmax(grad_max)) if not np.all(np.isnan(grad_max)) else float("nan")
-        )
-        row.grad_nonfinite = float(np.nansum(vectors["grad_nonfinite"][0, columns]))
-        row.update_ratio = row.update_norm / row.weight_norm if row.weight_norm else float("nan")
+    combined = {s: _combined(vectors[s], groups, BY_NAME[s].reduction) for s in PARAMETER_STATS}
+    for stat in PARAMETER_STATS:
+        ratio_of = BY_NAME[stat].ratio_of
+        if ratio_of is not None:  # recomputed from the module's combined terms
+            top, bottom = combined[ratio_of[0]], combined[ratio_of[1]]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                combined[stat] = np.where(bottom != 0, top / bottom, np.nan)
+    for j, module in enumerate(groups):
+        for stat in PARAMETER_STATS:
+            setattr(rows[module], stat, float(combined[stat][j]))
     for row in rows.values():
         for stat in ACTIVATION_STATS:
             setattr(row, stat, act_stats[stat].get(row.name, float("nan")))

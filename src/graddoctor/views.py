@@ -19,7 +19,6 @@ Layer: reads the store; read by diagnosis, the report and the CLI.
 from __future__ import annotations
 
 import copy
-import os
 from functools import cached_property
 from pathlib import Path
 
@@ -28,11 +27,9 @@ import numpy as np
 from ._modules import WEIGHT_LAYER, families_of_type_name
 from ._views_groups import Series, StatGroup
 from ._views_norms import group_by_owner, module_quadrature, owner_module, reduce_groups
-from ._views_rows import LayerRow, rows_at
-from .probes.activations import ACTIVATION_STATS
-from .probes.parameters import PARAMETER_STATS
-from .probes.statistics import time_stat_name
-from .store import Run, open_run
+from ._views_rows import LayerRow, layer_rows
+from .probes.statistics import ACTIVATION_STATS, PARAMETER_STATS, time_stat_name
+from .store import Run
 
 # the statistic recorded per recurrent module: ||dLoss/dx_t|| for each input time step t
 TIME_GRAD_PREFIX = time_stat_name("")
@@ -64,6 +61,8 @@ class RunView:
         self.order: list[str] = executed + [m["name"] for m in summary if m["name"] not in ran]
         self._position = {name: i for i, name in enumerate(self.order)}
         self._series: dict[str, Series] = {}
+        self._scalars: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._owners: dict[tuple[str, ...], dict[str, list[int]]] = {}
 
     # -- the run's records ---------------------------------------------------------------
     @property
@@ -93,6 +92,22 @@ class RunView:
             self._series[stat] = self.run.series(stat)
         return self._series[stat]
 
+    def scalars(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` of a scalar (``"loss"``), read from the file once; read-only arrays."""
+        if name not in self._scalars:
+            read = self.run.scalars(name)
+            for array in read:
+                array.flags.writeable = False
+            self._scalars[name] = read
+        return self._scalars[name]
+
+    @cached_property
+    def steps(self) -> np.ndarray:
+        """Every recorded step (``Run.steps()``), read from the file once; read-only."""
+        steps = self.run.steps()
+        steps.flags.writeable = False
+        return steps
+
     def has_stat(self, stat: str) -> bool:
         """Whether ``stat`` was declared and has at least one recorded step."""
         if stat in self._series:
@@ -113,12 +128,12 @@ class RunView:
 
     @cached_property
     def params(self) -> StatGroup:
-        """The parameter statistics (``graddoctor.probes.parameters.PARAMETER_STATS``)."""
+        """The parameter statistics (``graddoctor.probes.statistics.PARAMETER_STATS``)."""
         return self._group(PARAMETER_STATS)
 
     @cached_property
     def modules(self) -> StatGroup:
-        """The module (activation) statistics (``graddoctor.probes.activations.ACTIVATION_STATS``)."""
+        """The module (activation) statistics (``graddoctor.probes.statistics.ACTIVATION_STATS``)."""
         return self._group(ACTIVATION_STATS)
 
     def _group(self, stats: tuple[str, ...]) -> StatGroup:
@@ -158,6 +173,10 @@ class RunView:
         )
         return [name for _, name in ranked]
 
+    def position(self, name: str) -> int | None:
+        """``name``'s index in :attr:`order` (None for a module the model does not have)."""
+        return self._position.get(name)
+
     def modules_in(self, family: str, names: list[str] | None = None) -> list[str]:
         """The modules of a family, in execution order.
 
@@ -179,8 +198,11 @@ class RunView:
     # -- per-module norms ----------------------------------------------------------------
     def parameter_groups(self, param_names: list[str]) -> dict[str, list[int]]:
         """Module -> column indices of its parameters, modules in execution order."""
-        groups = group_by_owner(param_names)
-        return {module: groups[module] for module in self.ordered(list(groups))}
+        key = tuple(param_names)  # each statistic's columns are grouped once
+        if key not in self._owners:
+            groups = group_by_owner(param_names)
+            self._owners[key] = {module: groups[module] for module in self.ordered(list(groups))}
+        return dict(self._owners[key])
 
     def module_norms(self, stat: str) -> Series:
         """A per-parameter norm statistic combined per module: ``(steps, modules, [S, M])``."""
@@ -260,25 +282,6 @@ class RunView:
 def load_view(run: Run | RunView) -> RunView:
     """The view of an open run (a view is returned as it is); statistics load on first use."""
     return run if isinstance(run, RunView) else RunView(run)
-
-
-def layer_rows(
-    run: Run | RunView | str | os.PathLike, step: int | None = None
-) -> tuple[int | None, list[LayerRow]]:
-    """Rows for every module with parameters or activation statistics, in execution order.
-
-    Args:
-        run: a run, its view or its path (a path is opened and closed here).
-        step: the step (default: the last step with parameter statistics).
-
-    Returns:
-        ``(step, rows)``; the activation columns come from the nearest recorded step at
-        or before ``step`` (activations are usually recorded less often).
-    """
-    if isinstance(run, (Run, RunView)):
-        return rows_at(load_view(run), step)
-    with open_run(run) as opened:
-        return rows_at(RunView(opened), step)
 
 
 __all__ = [

@@ -108,7 +108,8 @@ def test_sharded_reduction_squares_in_float64():
     import torch.distributed as dist
 
     from graddoctor.monitor.distributed import Layout, reduce_parameter_stats
-    from graddoctor.probes.statistics import PARAMETER_STATS, StatBlock
+    from graddoctor.probes._stat_block import StatBlock
+    from graddoctor.probes.statistics import PARAMETER_STATS
 
     values = torch.full((len(PARAMETER_STATS), 3), 2.0)
     block = StatBlock(PARAMETER_STATS, values)

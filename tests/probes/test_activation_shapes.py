@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from graddoctor import Monitor, open_run
-from graddoctor._modules import WEIGHT_LAYER, module_families
+from graddoctor._module_types import module_families
+from graddoctor._modules import WEIGHT_LAYER
 from graddoctor.probes.activations import ACTIVATION_STATS, ActivationProbe, select_modules
 
 from .. import reference

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from graddoctor import Monitor, model_summary, open_run
-from graddoctor._modules import module_families
+from graddoctor._module_types import module_families
 
 
 def _module_stats(model: nn.Module, x: torch.Tensor, tmp_path) -> dict[str, dict[str, float]]:

@@ -11,6 +11,7 @@ from graddoctor import Monitor, open_run
 from graddoctor.monitor._pending import PendingWriter
 from graddoctor.monitor.amp import unscale_
 from graddoctor.monitor.distributed import Layout, reduce_parameter_stats
+from graddoctor.probes._stat_block import StatBlock
 from graddoctor.probes.parameters import ParameterProbe
 from graddoctor.probes.statistics import (
     ACTIVATION_STATS,
@@ -23,7 +24,6 @@ from graddoctor.probes.statistics import (
     REDUCTIONS,
     STATISTICS,
     TIME,
-    StatBlock,
     Statistic,
     time_stat_name,
 )

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from graddoctor._modules import is_saturating
+from graddoctor._module_types import is_saturating
 from graddoctor.remedies.activations import swap_activations_
 
 

@@ -2,7 +2,7 @@
 
 ``remedies_for(situation)`` must give the diagnosis' recommendations of graddoctor 0.x
 (the lists ``diagnosis/remedy_choice.py`` wrote out by hand), now declared by each
-remedy beside its code (``Remedy.treats``).
+remedy in its family's entries (``Remedy.treats``); and each entry's code exists.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 import graddoctor
 from graddoctor.diagnosis.findings import KINDS
 from graddoctor.remedies import REMEDY_IDS, SITUATIONS, get_remedy, remedies_for
+from graddoctor.remedies._deferred import Deferred
 from graddoctor.remedies._remedy import ACTIVATION_KINDS, Remedy
 from graddoctor.remedies.registry import FAMILY_MODULES
 
@@ -92,6 +93,16 @@ def test_alternatives_without_an_activation_are_all_kept_in_registry_order():
 def test_unknown_situation_raises_with_a_suggestion():
     with pytest.raises(KeyError, match="did you mean 'dead_units'"):
         remedies_for("dead_unit")
+
+
+@pytest.mark.parametrize("remedy_id", REMEDY_IDS)
+def test_every_entry_names_code_that_exists(remedy_id):
+    """The entries are read without torch; the transform and check they name import and run."""
+    remedy = get_remedy(remedy_id)
+    assert isinstance(remedy.transform, Deferred) and isinstance(remedy.check, Deferred)
+    for part in (remedy.transform, remedy.check):
+        assert callable(part.function), part
+    assert remedy.transform.function is remedy.transform.function  # imported once
 
 
 def test_treats_ranks_are_validated():

@@ -622,3 +622,35 @@ def test_run_report_opens_the_run_once(runs, tmp_path, monkeypatch):
         monkeypatch.setattr(importlib.import_module(name), "open_run", counting)
     importlib.import_module("graddoctor.report.html").run_report(runs["lstm"], tmp_path / "r.html")
     assert opened == [str(runs["lstm"])]
+
+
+@pytest.mark.parametrize("kind", list(report.FIGURES))
+def test_png_drawn_once_is_the_png_savefig_writes(runs, kind):
+    """The report draws each PNG once (figures._png); the bytes are savefig's, the figure kept."""
+    import io
+
+    from graddoctor.report.figures import DPI, _png
+
+    holding = {"linear_theory": "chain", "time_gradients": "lstm", "clipping": "clipped"}
+    run = runs[holding.get(kind, "sigmoid")]
+    figure = report.FIGURES[kind](run).figure
+    canvas, dpi = figure.canvas, figure.dpi
+    drawn = _png(figure)
+    assert figure.canvas is canvas and figure.dpi == dpi
+    expected = io.BytesIO()
+    report.FIGURES[kind](run).figure.savefig(expected, format="png", dpi=DPI)
+    assert drawn == expected.getvalue()
+
+
+def test_png_under_non_default_savefig_settings_is_savefigs(runs):
+    import io
+
+    import matplotlib
+
+    from graddoctor.report.figures import DPI, _png
+
+    with matplotlib.rc_context({"savefig.transparent": True}):
+        drawn = _png(report.FIGURES["loss"](runs["mlp"]).figure)
+        expected = io.BytesIO()
+        report.FIGURES["loss"](runs["mlp"]).figure.savefig(expected, format="png", dpi=DPI)
+    assert drawn == expected.getvalue()

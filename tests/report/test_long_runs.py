@@ -1,4 +1,4 @@
-"""Long runs are drawn thinned: at most MAX_POINTS a line and MAX_COLUMNS a heatmap, spikes kept."""
+"""Long and deep runs are drawn thinned: MAX_POINTS a line, MAX_COLUMNS by MAX_ROWS a heatmap, spikes kept."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from graddoctor.report._figures_sampling import (  # noqa: E402
     MAX_COLUMNS,
     MAX_LINES,
     MAX_POINTS,
+    MAX_ROWS,
     envelope,
 )
 
@@ -120,3 +121,36 @@ def test_a_wide_run_draws_layers_evenly_spaced_and_paints_zero_cells(tmp_path):
         for c in flow.collections
         if c.get_label() == "zero gradient" and not isinstance(c, QuadMesh)
     ]
+
+
+def test_a_deep_run_groups_the_heatmap_rows_and_keeps_a_layers_spike(tmp_path):
+    """More layers than MAX_ROWS: each row a group of consecutive layers, its largest norm."""
+    layers, spiked, broken = 4 * MAX_ROWS + 3, 1_234, 777
+    modules = [{"index": 0, "name": "", "type": "Sequential", "depth": 0}] + [
+        {"index": i + 1, "name": str(i), "type": "Linear", "depth": 1, "families": ["weight_layer"]}
+        for i in range(layers)
+    ]
+    path = tmp_path / "deep.gdr"
+    writer = RunWriter(path, meta={"model": {"type": "Sequential", "modules": modules}})
+    writer.define_group("parameters", [f"{i}.weight" for i in range(layers)])
+    writer.define_stats("parameters", ["grad_norm", "grad_nonfinite"])
+    for step in range(3):
+        grads, bad = np.full(layers, 1e-3), np.zeros(layers)
+        grads[spiked] = 1e2
+        if step == 2:
+            grads[broken], bad[broken] = np.inf, 1
+        writer.add_stat(step, "grad_norm", grads)
+        writer.add_stat(step, "grad_nonfinite", bad)
+    writer.close()
+    ax = report.gradient_flow(path)
+    (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
+    image = np.ma.filled(mesh.get_array().astype(float), np.nan).reshape(-1, 3)
+    assert image.shape[0] <= MAX_ROWS
+    assert np.nanmax(image) == pytest.approx(2.0)  # the spiked layer's group keeps it
+    assert np.nanmin(image) == pytest.approx(-3.0)
+    assert ax.get_ylim() == (layers, 0)  # the axis still counts layers
+    (crosses,) = [c for c in ax.collections if c.get_label() == "non-finite (NaN/Inf)"]
+    (x, row) = crosses.get_offsets()[0]
+    assert x == 2 and abs(row - (broken + 0.5)) <= layers / MAX_ROWS
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "0 (Linear)" and len(labels) <= 41

@@ -56,7 +56,7 @@ def show(
 
     with guard(console), _opened(run_path) as run:
         from ..monitor._budget import describe_schedule
-        from ..monitor.guard import guard_events
+        from ..monitor._guard_events import guard_events
         from ..views import layer_rows
 
         found, rows = layer_rows(run, step)

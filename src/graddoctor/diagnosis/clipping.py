@@ -29,7 +29,7 @@ from .findings import Finding
 def _scalar(view: RunView, name: str) -> tuple[np.ndarray, np.ndarray]:
     if not view.has_scalar(name):
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    return view.run.scalars(name)
+    return view.scalars(name)
 
 
 def _norms_before_clip(view: RunView, fired_steps: np.ndarray) -> np.ndarray:

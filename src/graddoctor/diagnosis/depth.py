@@ -24,7 +24,8 @@ def _profiles(view: RunView, stat: str, layers: list[str]) -> list[np.ndarray]:
     modules = view.modules
     if stat not in modules.stats or len(layers) < T.MIN_LAYERS_FOR_DEPTH:
         return []
-    columns = [modules.names.index(n) for n in layers]
+    column = {name: j for j, name in enumerate(modules.names)}
+    columns = [column[n] for n in layers]
     return [modules.stats[stat][i, columns] for i in range(len(modules.steps))]
 
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..monitor.guard import guard_events
+from ..monitor._guard_events import guard_events
 from ..remedies.frameworks import framework_note
 from ..store import Run, open_run
 from ..views import RunView, load_view
@@ -54,7 +54,7 @@ def model_context(view: RunView) -> dict:
         }
         for s in view.run.meta.get("recurrent_spectra", [])
     }
-    return {"facts": run_facts(view), "zero_lr": _zero_lr_evidence(view.run), "spectra": spectra}
+    return {"facts": run_facts(view), "zero_lr": _zero_lr_evidence(view), "spectra": spectra}
 
 
 def zero_lr_window(steps: int) -> int:
@@ -63,10 +63,10 @@ def zero_lr_window(steps: int) -> int:
     return max(1, steps // 4)
 
 
-def _zero_lr_evidence(run: Run) -> dict:
+def _zero_lr_evidence(view: RunView) -> dict:
     """The zero-learning-rate control: the loss trained vs the loss at learning rate 0 on the same batches."""
-    trained_steps, trained = run.scalars("loss")
-    control_steps, control = run.scalars("control/loss")
+    trained_steps, trained = view.scalars("loss")
+    control_steps, control = view.scalars("control/loss")
     n = len(trained)
     if n < 2 or not control.size or not np.all(np.isfinite(trained)):
         return {}
@@ -150,7 +150,7 @@ def diagnose(run: str | os.PathLike | Run | RunView) -> Diagnosis:
 def _diagnose_view(view: RunView) -> Diagnosis:
     context = model_context(view)
     findings = findings_of(view, context)
-    steps = view.run.steps()
+    steps = view.steps
     insufficient, limits = evidence_gaps(view)
     extra = {"zero_lr": context["zero_lr"]} if context["zero_lr"] else {}
     interventions = guard_events(view.run)

@@ -15,7 +15,7 @@ def finite_losses(view: RunView) -> tuple[np.ndarray, np.ndarray]:
     """The recorded losses up to the first non-finite one: ``(steps, losses)``."""
     if not view.has_scalar("loss"):
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    steps, losses = view.run.scalars("loss")
+    steps, losses = view.scalars("loss")
     bad = ~np.isfinite(losses)
     end = int(np.argmax(bad)) if bad.any() else len(losses)
     return steps[:end], losses[:end]
@@ -28,7 +28,7 @@ def loss_findings(view: RunView, context: dict) -> list[Finding]:
     if ratios.size == ratio_steps.size:  # steps whose weights were thinned hold no ratio
         kept = ~np.isnan(ratios)
         ratios, ratio_steps = ratios[kept], ratio_steps[kept]
-    lr = view.run.scalars(LR_SCALAR) if view.has_scalar(LR_SCALAR) else None
+    lr = view.scalars(LR_SCALAR) if view.has_scalar(LR_SCALAR) else None
     finding = loss_finding(
         steps, losses, ratio_steps, ratios, rising_window(losses), large_updates(ratios), lr
     )

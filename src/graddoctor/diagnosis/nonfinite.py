@@ -26,7 +26,7 @@ def _first(steps: np.ndarray, bad: np.ndarray) -> int | None:
 
 def _first_steps(view: RunView) -> dict[str, int | None]:
     loss_steps, losses = (
-        view.run.scalars("loss") if view.has_scalar("loss") else (np.zeros(0), np.zeros(0))
+        view.scalars("loss") if view.has_scalar("loss") else (np.zeros(0), np.zeros(0))
     )
     firsts: dict[str, int | None] = {"loss": _first(loss_steps, ~np.isfinite(losses))}
     params, modules = view.params, view.modules

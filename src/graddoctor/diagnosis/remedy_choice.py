@@ -1,6 +1,6 @@
 """Which remedies to try for a finding: the remedy registry's candidates for its situation.
 
-Each remedy declares beside its code (:mod:`graddoctor.remedies`) the situations it
+Each remedy declares in its registry entry (:mod:`graddoctor.remedies`) the situations it
 treats, with a rank (``Remedy.treats``), and the activations it suits; this module names
 no remedy. It only turns a finding and the facts of the run into a *situation*, a finding
 kind refined by what else the run shows (the axis, a huge loss, a recurrent model, the
@@ -36,7 +36,7 @@ def run_facts(view: RunView) -> frozenset[str]:
         for found in view.families.values()
     ):
         facts.add(HE_ACTIVATION)
-    _, losses = view.run.scalars("loss")
+    _, losses = view.scalars("loss")
     finite = losses[np.isfinite(losses)]
     if finite.size and finite[0] > T.HUGE_LOSS:
         facts.add(HUGE_LOSS)

@@ -86,10 +86,11 @@ def input_is_bounded(view: RunView, layer: str) -> bool:
     """Whether a saturating activation or a normalisation layer runs between the previous
     weight layer and ``layer`` (in execution order): the layer's input scale is then bounded
     or fixed, not the signal's."""
-    if layer not in view.order:
+    index = view.position(layer)
+    if index is None:
         return False
-    for name in reversed(view.order[: view.order.index(layer)]):
-        families = view.families.get(name, ())
+    for earlier in range(index - 1, -1, -1):  # back to the previous weight layer
+        families = view.families.get(view.order[earlier], ())
         if SATURATING in families or NORMALIZATION in families:
             return True
         if WEIGHT_LAYER in families:

@@ -11,11 +11,53 @@
   statistics.
 * ``distributed``: who records under DDP / FSDP, and global statistics from shards.
 * ``live``: the step-axis findings reported while training runs (``on_finding``).
-* ``guard``: the training ``Guard`` (skip, clip, roll back; ``_verdict``, ``_snapshots``, ``_guarded_step``).
+* ``guard``: the training ``Guard`` (skip, clip, roll back; ``_verdict``, ``_snapshots``,
+  ``_guarded_step``); ``_guard_events`` reads its events back from a run.
+
+The public names are imported on first use, so reading a recorded run (``show``,
+``diagnose``, ``report``) imports the torch-free submodules it needs and not torch.
 """
 
-from ..probes.structure import model_summary
-from ._monitor import Monitor, default_run_path
-from .guard import Guard, GuardGaveUp
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> the module defining it, imported on first use: what reads a recorded run
+# (the Guard's events, the schedule in words) imports its submodule without torch
+_PUBLIC = {
+    "Guard": ".guard",
+    "GuardGaveUp": ".guard",
+    "Monitor": "._monitor",
+    "default_run_path": "._monitor",
+    "model_summary": "..probes.structure",
+}
+
+if TYPE_CHECKING:
+    from ..probes.structure import model_summary
+    from ._monitor import Monitor, default_run_path
+    from .guard import Guard, GuardGaveUp
+
+
+def __getattr__(name: str) -> Any:
+    """A public name imported on first use; a submodule (``graddoctor.monitor.amp``) too."""
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    elif not name.startswith("__"):
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = ["Guard", "GuardGaveUp", "Monitor", "default_run_path", "model_summary"]

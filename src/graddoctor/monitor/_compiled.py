@@ -17,15 +17,20 @@ separate ``torch.compile(model)`` cannot be seen: pass the compiled module.
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ._failsafe import warn_at_user
+
+if TYPE_CHECKING:  # the diagnosis reads ACTIVATIONS_SKIPPED without torch
+    from torch import nn
 
 ACTIVATIONS_SKIPPED = "activations_skipped"  # the event kind
 
 
 def compiled_reason(model: nn.Module) -> str | None:
     """Why ``model`` runs compiled (a sentence naming the compiled module), or None."""
+    from torch import nn
+
     for name, module in model.named_modules():  # the model itself first, then inside DDP...
         where = f"its module {name!r}" if name else "the model"
         inner = getattr(module, "_orig_mod", None)

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 
 from .._version import __version__
+from ..probes._stat_block import StatBlock
 from ..probes.statistics import (
     ACTIVATION_STATS,
     MODULES,
     PARAMETER_STATS,
     PARAMETERS,
     TIME,
-    StatBlock,
     time_stat_name,
 )
 from ..probes.structure import model_summary

@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
+from ..probes._stat_block import StatBlock
 from ..probes.activations import ActivationProbe
 from ..probes.parameters import ParameterProbe
-from ..probes.statistics import ACTIVATION_STATS, GRAD_STATS, PARAMETERS, WEIGHT_STATS, StatBlock
+from ..probes.statistics import ACTIVATION_STATS, GRAD_STATS, PARAMETERS, WEIGHT_STATS
 from ._budget import ACTIVATIONS, ALWAYS, AUTO, WEIGHTS, Budget
 from ._clock import Clock, clock_for
 from ._failsafe import Failsafe

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ..probes.statistics import LOSS_SCALED_STATS, StatBlock
+from ..probes._stat_block import StatBlock
+from ..probes.statistics import LOSS_SCALED_STATS
 from ._optimizers import hooked_optimizer
 
 

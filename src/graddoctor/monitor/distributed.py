@@ -35,8 +35,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..probes._stat_block import StatBlock, ratio
 from ..probes._wrappers import is_wrapper
-from ..probes.statistics import BY_NAME, MAX, RATIO, SUM, SUM_OF_SQUARES, StatBlock, ratio
+from ..probes.statistics import BY_NAME, MAX, RATIO, SUM, SUM_OF_SQUARES
 
 DISTRIBUTED_MODES = ("auto", "replicated", "sharded", "off")
 

@@ -48,19 +48,14 @@ from .._findings import GradDoctorWarning
 from .._signals.gradients import is_spike
 from .._signals.loss import rising_window
 from .._signals.thresholds import LOSS_WINDOW
+from ._guard_events import EVENTS, guard_events
 from ._guarded_step import GuardedStep, closure_run_once
 from ._lr_scale import lrs_scaled, scaled_lrs
 from ._snapshots import Snapshots
 from ._verdict import nonfinite_parameters, optimizer_grads, step_verdict
 from .amp import amp_attributes
 
-EVENTS = ("guard_skipped", "guard_clipped", "guard_rollback", "guard_gave_up")
 SPIKE_MIN_HISTORY = 5  # accepted norms before a spike can be called
-
-
-def guard_events(run: Any) -> list[dict[str, Any]]:
-    """The Guard's events of a recorded run (an ``open_run`` result), in the order they happened."""
-    return [event for event in run.events() if event["kind"] in EVENTS]
 
 
 class GuardGaveUp(RuntimeError):

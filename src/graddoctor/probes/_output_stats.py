@@ -23,7 +23,8 @@ import math
 import torch
 from torch import nn
 
-from .._modules import NORMALIZATION, SHAPE_PRESERVING_TYPES, WEIGHT_LAYER, module_families
+from .._module_types import SHAPE_PRESERVING_TYPES, module_families
+from .._modules import NORMALIZATION, WEIGHT_LAYER
 
 SATURATION_MARGIN = 0.01  # "within 1% of the bounds", as a fraction of the output range
 

@@ -56,12 +56,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._modules import is_rectifier, is_recurrent, saturation_bounds
+from .._module_types import is_rectifier, is_recurrent, saturation_bounds
 from ._output_stats import PooledOutput, output_layout, squared_norm, unit_dim
+from ._stat_block import StatBlock
 from ._tensors import first_float_tensor
 from ._time_gradients import TimeGradients
 from ._wrappers import named_modules
-from .statistics import ACTIVATION_STATS, StatBlock
+from .statistics import ACTIVATION_STATS
 
 OUTPUT_STATS = tuple(name for name in ACTIVATION_STATS if name != "out_grad_norm")
 

@@ -19,8 +19,9 @@ from torch import nn
 
 from .._exact_norms import exact_norms, norm_floors, norms_in_range
 from .._foreach import differences_norms, max_abs, nonfinite_counts, norms
+from ._stat_block import StatBlock, ratio
 from ._wrappers import named_parameters
-from .statistics import GRAD_STATS, PARAMETER_STATS, WEIGHT_STATS, StatBlock, ratio
+from .statistics import GRAD_STATS, PARAMETER_STATS, WEIGHT_STATS
 
 
 def trainable_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter], list[str]]:

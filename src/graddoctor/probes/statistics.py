@@ -1,8 +1,9 @@
 r"""The recorded statistics, declared once: name, group, and how shards combine.
 
-Every statistic the probes measure is declared here and nowhere else. The probes
-return their rows as a :class:`StatBlock` (a stacked ``[n_stats, n]`` tensor whose
-rows are addressed by name), and every consumer reads this table instead of a row
+Every statistic the probes measure is declared here and nowhere else (no torch import:
+reading a recorded run needs the names only). The probes return their rows as a
+:class:`~graddoctor.probes._stat_block.StatBlock` (a stacked ``[n_stats, n]`` tensor
+whose rows are addressed by name), and every consumer reads this table instead of a row
 position: the Monitor unscales the rows declared ``loss_scaled`` under a self-unscaling
 AMP optimizer, the distributed reduction combines each row by its ``reduction``, and
 the writer records each row under its name.
@@ -21,10 +22,7 @@ Adding a statistic: its declaration here, its computation in the probe, its test
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-import torch
 
 PARAMETERS = "parameters"
 MODULES = "modules"
@@ -114,69 +112,6 @@ def time_stat_name(module: str) -> str:
     return f"{TIME_GRAD_NORM}:{module}"
 
 
-def ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    r"""A ``"ratio"`` statistic, e.g. :math:`\|\Delta w\|_2 / \|w\|_2`: NaN where the denominator is 0."""
-    return torch.where(
-        denominator > 0, numerator / denominator, torch.full_like(numerator, float("nan"))
-    )
-
-
-class StatBlock:
-    """Statistics stacked as one ``[n_stats, n]`` tensor, rows addressed by name.
-
-    Args:
-        names: the statistic of each row.
-        values: the ``[len(names), n]`` tensor (rows are views: ``block["grad_norm"] /= s``
-            changes ``values`` in place).
-    """
-
-    def __init__(self, names: Sequence[str], values: torch.Tensor) -> None:
-        self.names = tuple(names)
-        if values.dim() != 2 or values.shape[0] != len(self.names):
-            raise ValueError(
-                f"a block of {len(self.names)} statistics needs a 2-d tensor of as many rows, "
-                f"got shape {tuple(values.shape)}"
-            )
-        self.values = values
-        self._rows = {name: i for i, name in enumerate(self.names)}
-
-    @classmethod
-    def from_rows(cls, rows: dict[str, torch.Tensor]) -> StatBlock:
-        """Stack named ``[n]`` rows, in the dict's order."""
-        return cls(list(rows), torch.stack(list(rows.values())))
-
-    @classmethod
-    def filled(cls, names: Sequence[str], n: int, value: float, device: torch.device) -> StatBlock:
-        """``len(names)`` rows of ``n`` copies of ``value`` (float32)."""
-        return cls(names, torch.full((len(names), n), value, device=device))
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        return self.values[self._rows[name]]
-
-    def __setitem__(self, name: str, row: torch.Tensor) -> None:
-        self.values[self._rows[name]] = row
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._rows
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def rows(self) -> dict[str, torch.Tensor]:
-        """Every row by name, in block order."""
-        return {name: self.values[i] for i, name in enumerate(self.names)}
-
-    def cat(self, other: StatBlock) -> StatBlock:
-        """This block's rows followed by ``other``'s (same columns, no name twice)."""
-        clash = set(self.names) & set(other.names)
-        if clash:
-            raise ValueError(f"statistics {sorted(clash)} are in both blocks")
-        return StatBlock(self.names + other.names, torch.cat([self.values, other.values]))
-
-    def __repr__(self) -> str:
-        return f"StatBlock({list(self.names)}, n={self.values.shape[1]})"
-
-
 __all__ = [
     "ACTIVATION_STATS",
     "BY_NAME",
@@ -188,12 +123,10 @@ __all__ = [
     "PARAMETER_STATS",
     "REDUCTIONS",
     "STATISTICS",
-    "StatBlock",
     "Statistic",
     "TIME",
     "TIME_GRAD_NORM",
     "WEIGHT_STATS",
-    "ratio",
     "stat_names",
     "time_stat_name",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._modules import module_families
+from .._module_types import module_families
 from ._wrappers import flat_parameter_shapes, module_type_name, named_modules, unwrap_model
 
 

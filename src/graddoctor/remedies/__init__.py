@@ -3,9 +3,12 @@
 ``get_remedy(id).apply(problem)`` returns a new ``Problem`` with the remedy applied and
 never changes ``problem``; ``available()`` lists the ids, ``chain`` composes remedies,
 ``remedies_for(situation)`` ranks those treating a finding. The remedies live in their
-families, each declaring its registered entries beside its code: ``init/``,
-``activations``, ``normalization``, ``clip/``, ``lr`` (and ``lr_range``), ``targets`` and
-``recurrent/`` (Elman, leaky and echo-state layers, TBPTT, Omega, gating).
+families: ``init/``, ``activations``, ``normalization``, ``clip/``, ``lr`` (and
+``lr_range``), ``targets`` and ``recurrent/`` (Elman, leaky and echo-state layers, TBPTT,
+Omega, gating); each family's registered entries are declared without torch in
+``_entries/`` (one module a family), naming the code they apply. Importing this package,
+the registry or ``frameworks`` imports no torch: a family's code loads when one of its
+remedies is first applied.
 """
 
 from graddoctor.remedies._remedy import Remedy

@@ -1,11 +1,13 @@
 r"""The one remedy protocol: a ``Remedy`` turns a ``Problem`` into a new one, never touching it.
 
 Every family of :mod:`graddoctor.remedies` declares its remedies as :class:`Remedy`
-entries beside its code (``REMEDIES``): a stable id, a one-line description naming the
-paper, default parameters, an applicability check, a transform, and the findings it
-treats. ``apply`` always works on ``problem.copy()`` (a deep-copied model; data and
-callables shared) and records what it did in ``notes["remedies"]``. Composition lives in
-:mod:`graddoctor.remedies.chain`.
+entries (``REMEDIES``): a stable id, a one-line description naming the paper, default
+parameters, an applicability check, a transform, and the findings it treats. The entries
+are read without torch (the diagnosis picks remedies by what they treat): their transform
+and check name the code acting on a model, imported when a remedy is first applied
+(:class:`~graddoctor.remedies._deferred.Deferred`). ``apply`` always works on
+``problem.copy()`` (a deep-copied model; data and callables shared) and records what it
+did in ``notes["remedies"]``. Composition lives in :mod:`graddoctor.remedies.chain`.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from graddoctor.problem import Problem
+if TYPE_CHECKING:  # the registry is read without torch; a Problem is checked when applied
+    from graddoctor.problem import Problem
 
 # (problem) -> None when the remedy applies, else one sentence saying why not and what to do
-Check = Callable[[Problem], "str | None"]
+Check = Callable[["Problem"], "str | None"]
 # (working copy of the problem, resolved params) -> the new problem; may change the copy's model
-Transform = Callable[[Problem, dict[str, Any]], Problem]
+Transform = Callable[["Problem", dict[str, Any]], "Problem"]
 
 # notes keys written by the protocol and by remedies
 REMEDIES_NOTE = "remedies"  # [{"id": ..., "params": {...}}, ...] in the order applied
@@ -148,6 +151,8 @@ class Remedy:
         return {**self.params, **overrides}
 
     def _apply_to_copy(self, working: Problem, params: dict[str, Any]) -> Problem:
+        from graddoctor.problem import Problem
+
         result = self.transform(working, dict(params))
         if not isinstance(result, Problem):
             raise TypeError(f"remedy {self.id!r} returned {type(result).__name__}, not a Problem")
@@ -163,6 +168,8 @@ class Remedy:
 
 def check_problem(problem: Any) -> None:
     """``TypeError`` unless ``problem`` is a graddoctor ``Problem``."""
+    from graddoctor.problem import Problem
+
     if not isinstance(problem, Problem):
         raise TypeError(
             f"remedies apply to a graddoctor Problem, got {type(problem).__name__}: build one with "

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor._modules import (
+from graddoctor._module_types import (
     ACTIVATION_TYPES,
     FEEDFORWARD_LAYER_TYPES,
     NORM_TYPES,
@@ -34,7 +34,6 @@ from graddoctor._modules import (
 )
 from graddoctor.problem import Problem
 from graddoctor.remedies._common import seeded_rng
-from graddoctor.remedies._remedy import Remedy
 from graddoctor.remedies._tree import (
     first_parameter,
     leaf_modules,
@@ -255,17 +254,3 @@ def _swap(problem: Problem, params: dict[str, Any]) -> Problem:
         return problem
     factor = stable_lr_factor(problem)
     return problem if factor == 1.0 else with_lr_scaled(problem, factor)
-
-
-# swap_activation: swap_activations_(to="relu") + He re-init of the feeding layers, seed=0,
-# then the lr lowered to the range test's suggestion when it is above it
-REMEDIES = (
-    Remedy(
-        "swap_activation",
-        "Replace saturating activations by ReLU, re-initialise (He) and check the lr with a range test "
-        "(Nair & Hinton 2010; He et al. 2015; Smith 2017)",
-        {"to": "relu", "seed": 0, "check_lr": True}, _swap, _swap_check,
-        treats={"vanishing_gradients_with_saturating": 1, "saturated_activations": 1, "dead_units": 1},
-        settings={"keras": 'activation="relu" with kernel_initializer="he_normal"'},
-    ),
-)  # fmt: skip

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from graddoctor.problem import Problem
 from graddoctor.remedies._remedy import Remedy
 from graddoctor.remedies.registry import get_remedy
+
+if TYPE_CHECKING:
+    from graddoctor.problem import Problem
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A run recorded through a framework integration says which framework it came from
 (``config["framework"]``, e.g. ``"keras"`` from ``graddoctor.integrations.keras``). The
 remedies transform torch models; a Keras user changes a setting instead. Each remedy
-declares its settings beside its code (``Remedy.settings``, e.g. the initializer name,
+declares its settings in its entry (``Remedy.settings``, e.g. the initializer name,
 ``clipnorm``, a ``BatchNormalization`` layer); :func:`framework_note` reads them for a
 finding's remedies. Remedies without a setting in that framework are left out.
 """

@@ -20,8 +20,7 @@ from torch import nn
 
 from graddoctor.monitor._verdict import nonfinite_parameters, optimizer_grads, step_verdict
 from graddoctor.problem import Problem, backward_and_step, compute_loss, default_optimizer
-from graddoctor.remedies._common import positive, trainable_reason
-from graddoctor.remedies._remedy import Remedy
+from graddoctor.remedies._common import positive
 from graddoctor.remedies.lr_range import LRRangeTest, suggest_lr
 
 __all__ = [
@@ -273,24 +272,3 @@ def _warmup(problem: Problem, params: dict[str, Any]) -> Problem:
 
     _check_warmup_settings(params["steps"], params["start_factor"])
     return problem.replace(optimizer=warmed_optimizer)
-
-
-# lower_lr: the optimizer factory's lrs times factor=0.1; warmup: linear from 1% over 20 steps
-REMEDIES = (
-    Remedy(
-        "lower_lr", "Scale the learning rate down: gradient descent diverges beyond 2/L (LeCun et al. 1998)",
-        {"factor": 0.1}, _lower_lr, trainable_reason,
-        treats={
-            "nonfinite": 1, "nonfinite_from_huge_loss": 3, "nonfinite_in_recurrent": 3, "nonfinite_while_exploding": 2,
-            "exploding_gradients": 2, "exploding_gradients_in_recurrent": 2, "exploding_gradients_from_huge_loss": 3,
-            "exploding_activations": 4, "exploding_activations_with_rectifier_or_saturating": 4,
-            "amp_scale_collapse": 1, "amp_scale_collapse_from_huge_loss": 2, "dead_units": 3,
-            "diverging_loss": 1, "exploding_gradients_under_clipping": 1,
-        },
-    ),
-    Remedy(
-        "warmup", "Linear learning-rate warmup over the first steps (Goyal et al. 2017)",
-        {"steps": 20, "start_factor": 0.01}, _warmup, trainable_reason,
-        treats={"diverging_loss": 2, "exploding_gradients_under_clipping": 2},
-    ),
-)  # fmt: skip

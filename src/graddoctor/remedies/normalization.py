@@ -23,14 +23,13 @@ from typing import Any
 
 from torch import nn
 
-from graddoctor._modules import (
+from graddoctor._module_types import (
     ACTIVATION_TYPES,
     FEEDFORWARD_LAYER_TYPES,
     NORM_TYPES,
     SHAPE_PRESERVING_TYPES,
 )
 from graddoctor.problem import Problem
-from graddoctor.remedies._remedy import Remedy
 from graddoctor.remedies._tree import (
     leaf_modules,
     name_matches,
@@ -220,19 +219,3 @@ def _batchnorm_check(problem: Problem) -> str | None:
 def _batchnorm(problem: Problem, params: dict[str, Any]) -> Problem:
     insert_batchnorm_(problem.model, where=params["where"], kind=params["kind"])
     return problem
-
-
-# batchnorm: insert_batchnorm_(where="before", kind="batch")
-REMEDIES = (
-    Remedy(
-        "batchnorm", "Batch normalisation before each activation (Ioffe & Szegedy 2015)",
-        {"where": "before", "kind": "batch"}, _batchnorm, _batchnorm_check,
-        treats={
-            "exploding_gradients_over_depth": 2, "vanishing_gradients": 3, "vanishing_gradients_with_saturating": 2,
-            "vanishing_gradients_with_rectifier": 2, "vanishing_activations": 3,
-            "vanishing_activations_with_rectifier_or_saturating": 2, "exploding_activations": 2,
-            "exploding_activations_with_rectifier_or_saturating": 2, "saturated_activations": 2, "dead_units": 4,
-        },
-        settings={"keras": "keras.layers.BatchNormalization() after each Dense, before its activation"},
-    ),
-)  # fmt: skip

@@ -5,13 +5,12 @@ r"""Every graddoctor remedy by its stable id: the families' ``REMEDIES``, joined
 >>> fixed.notes["remedies"]
 [{'id': 'init_he', 'params': {...}}, {'id': 'clip_value', 'params': {'value': 1.0}}]
 
-Each family declares its remedies beside its code (what each does and its defaults are
-listed there): :mod:`~graddoctor.remedies.init` (``init/_entries.py``),
-:mod:`~graddoctor.remedies.activations`, :mod:`~graddoctor.remedies.normalization`,
-:mod:`~graddoctor.remedies.clip` (``clip/_entries.py``), :mod:`~graddoctor.remedies.lr`,
-:mod:`~graddoctor.remedies.targets` and :mod:`~graddoctor.remedies.recurrent`
-(``recurrent/_entries.py``). This module only joins them, in that order, and looks them
-up: by id (:func:`get_remedy`) and by the finding they treat (:func:`remedies_for`).
+Each family declares its remedies in :mod:`graddoctor.remedies._entries` (what each does
+and its defaults are listed there), one module a family: ``init``, ``activations``,
+``normalization``, ``clip``, ``lr``, ``targets`` and ``recurrent``. This module only joins
+them, in that order, and looks them up: by id (:func:`get_remedy`) and by the finding they
+treat (:func:`remedies_for`). Nothing here imports torch: the diagnosis reads the table
+from a recorded run alone, and a remedy's code loads when it is first applied.
 
 ``seed`` makes random remedies reproducible without touching the global random state;
 ``seed=None`` draws from the global stream instead.
@@ -21,24 +20,21 @@ from __future__ import annotations
 
 import difflib
 
-from graddoctor.remedies import activations, lr, normalization, targets
+from graddoctor.remedies._entries import (
+    activations,
+    clip,
+    init,
+    lr,
+    normalization,
+    recurrent,
+    targets,
+)
 from graddoctor.remedies._remedy import Remedy
-from graddoctor.remedies.clip import _entries as clip_entries
-from graddoctor.remedies.init import _entries as init_entries
-from graddoctor.remedies.recurrent import _entries as recurrent_entries
 
 __all__ = ["FAMILY_MODULES", "REMEDY_IDS", "SITUATIONS", "available", "get_remedy", "remedies_for"]
 
 # the modules declaring REMEDIES, in registry order
-FAMILY_MODULES = (
-    init_entries,
-    activations,
-    normalization,
-    clip_entries,
-    lr,
-    targets,
-    recurrent_entries,
-)
+FAMILY_MODULES = (init, activations, normalization, clip, lr, targets, recurrent)
 
 
 def _join() -> dict[str, Remedy]:

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from graddoctor.problem import Problem
-from graddoctor.remedies._remedy import Remedy
 
 
 @dataclass
@@ -175,16 +174,3 @@ def _standardize_check(problem: Problem) -> str | None:
 def _standardize(problem: Problem, params: dict[str, Any]) -> Problem:
     # standardize_problem deep-copies once more; keep the working copy's model (and its hooks)
     return standardize_problem(problem).replace(model=problem.model)
-
-
-# standardize_target: standardize_problem, targets to zero mean and unit variance
-REMEDIES = (
-    Remedy(
-        "standardize_target", "Standardise regression targets to zero mean, unit variance (LeCun et al. 1998)",
-        {}, _standardize, _standardize_check,
-        treats={
-            "nonfinite_from_huge_loss": 1, "exploding_gradients_from_huge_loss": 1,
-            "amp_scale_collapse_from_huge_loss": 1,
-        },
-    ),
-)  # fmt: skip

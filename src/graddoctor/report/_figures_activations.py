@@ -81,19 +81,20 @@ def activations(
         steps, names, mean, std, nonfinite = read
         chosen, note = _activation_columns(view, names, modules)
         types = view.types
-    chosen = [n for n in chosen if not np.all(np.isnan(nonfinite[:, names.index(n)]))]
+    column = {name: j for j, name in enumerate(names)}
+    ran = ~np.all(np.isnan(nonfinite), axis=0)
+    chosen = [n for n in chosen if ran[column[n]]]
     if not chosen:
         return show_message(ax, "the chosen modules never ran on a recorded step", headline)
     drawn = [chosen[i] for i in spread(len(chosen))]
     labels = [layer_label(n, types) for n in drawn]
     colors = sequential_colors(len(drawn))
-    bad = np.zeros(steps.size, dtype=bool)
-    for name in chosen:
-        j = names.index(name)
-        with np.errstate(invalid="ignore"):
-            bad |= (nonfinite[:, j] > 0) | (~np.isnan(nonfinite[:, j]) & ~np.isfinite(mean[:, j]))
+    columns = [column[n] for n in chosen]
+    counts = nonfinite[:, columns]
+    with np.errstate(invalid="ignore"):
+        bad = ((counts > 0) | (~np.isnan(counts) & ~np.isfinite(mean[:, columns]))).any(axis=1)
     for name, label, color in zip(drawn, labels, colors, strict=True):
-        j = names.index(name)
+        j = column[name]
         low, high = mean[:, j] - std[:, j], mean[:, j] + std[:, j]
         keep = np.union1d(envelope_index(mean[:, j]), envelope_index(low))
         keep = np.union1d(keep, envelope_index(high))  # the mean's and the band's extremes
@@ -107,7 +108,6 @@ def activations(
             linewidth=0,
         )
     mark_nonfinite_steps(ax, steps[bad], "non-finite activations")
-    columns = [names.index(n) for n in chosen]
     edges = np.abs(
         np.concatenate([mean[:, columns] - std[:, columns], mean[:, columns] + std[:, columns]])
     )
@@ -165,8 +165,9 @@ def saturation(run: RunLike, ax: Axes | None = None) -> Axes:
         order = view.ordered(names)
         types = view.types
     lines = []
+    column = {name: j for j, name in enumerate(names)}
     for name in order:
-        j = names.index(name)
+        j = column[name]
         for values, kind, style in ((saturated, "saturated", "-"), (dead, "dead", "--")):
             if not np.all(np.isnan(values[:, j])):
                 lines.append((name, j, values, kind, style))

@@ -38,9 +38,9 @@ def clipping(run: RunLike, ax: Axes | None = None) -> Axes:
     """
     ax = new_axes(ax)
     with opened(run) as view:
-        steps, norms = view.run.scalars(CLIP_TOTAL_NORM)
-        threshold_steps, thresholds = view.run.scalars(CLIP_THRESHOLD)
-        fired_steps, fired = view.run.scalars(CLIP_FIRED)
+        steps, norms = view.scalars(CLIP_TOTAL_NORM)
+        threshold_steps, thresholds = view.scalars(CLIP_THRESHOLD)
+        fired_steps, fired = view.scalars(CLIP_FIRED)
     headline = "Gradient norm before clipping"
     if steps.size == 0:
         return show_message(

@@ -10,7 +10,6 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from ..store import Run
-from ..theory import linear_chain_weight_gradients
 from ..views import RunView
 from ._figures_common import (
     PALETTE,
@@ -86,7 +85,7 @@ def loss(
     with contextlib.ExitStack() as stack:
         views = {label: stack.enter_context(opened(run)) for label, run in named.items()}
         for label, view in views.items():
-            curves[label] = view.run.scalars(name)
+            curves[label] = view.scalars(name)
         guarded = {label: guard_events(view.run) for label, view in views.items()}
         known = sorted({n for view in views.values() for n in view.run.scalar_names()})
     headline = "Training loss" if name == "loss" else name
@@ -202,6 +201,8 @@ def linear_theory(
         _, names, vector = view.run.at("grad_norm", chosen)
     measured = vector[[names.index(p) for p in layers]]
     n = len(layers)
+    from ..theory import linear_chain_weight_gradients  # torch, for this figure alone
+
     theory = np.abs(
         float(scale) * linear_chain_weight_gradients(values["x"], values["w"], values["b"], n)
     )

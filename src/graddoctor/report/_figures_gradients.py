@@ -28,7 +28,7 @@ from ._figures_common import (
     show_message,
     step_axis,
 )
-from ._figures_sampling import MAX_MARKS, bin_columns, column_max
+from ._figures_sampling import MAX_MARKS, bin_columns, bin_rows, column_max
 
 
 def _cell_edges(steps: np.ndarray) -> np.ndarray:
@@ -65,7 +65,8 @@ def gradient_flow(
 
     Returns:
         The axes; its ``QuadMesh`` holds the plotted ``log10`` array (``[layers, steps]``;
-        over ``MAX_COLUMNS`` steps, ``[layers, groups of steps]``, each group's largest).
+        over ``MAX_COLUMNS`` steps, ``[layers, groups of steps]``, and over ``MAX_ROWS``
+        layers, ``[groups of consecutive layers, ...]``, each group's largest).
     """
     ax = new_axes(ax, (8.0, 4.8))
     headline = "Gradient flow: gradient norm of each layer over training"
@@ -84,20 +85,27 @@ def gradient_flow(
         bad = np.logical_or.reduceat(nonfinite, starts, axis=0).T
         zero = np.logical_or.reduceat(norms == 0, starts, axis=0).T
         cells = (edges[:-1] + edges[1:]) / 2
+    rows = np.arange(len(modules) + 1, dtype=float)
+    grouped = bin_rows(len(modules))
+    if grouped is not None:  # a deep model: each row a group of layers, its largest norm
+        row_starts, rows = grouped
+        logs = column_max(logs, row_starts)
+        bad = np.logical_or.reduceat(bad, row_starts, axis=0)
+        zero = np.logical_or.reduceat(zero, row_starts, axis=0)
+    row_centers = (rows[:-1] + rows[1:]) / 2
     image = np.ma.masked_invalid(logs)
     finite = logs[np.isfinite(logs)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 0.0)
     if high - low < 1e-9:
         low, high = low - 0.5, high + 0.5
     cmap = colormaps[SEQUENTIAL].with_extremes(bad=NOT_RECORDED_COLOR)
-    rows = np.arange(len(modules) + 1, dtype=float)
     mesh = ax.pcolormesh(edges, rows, image, cmap=cmap, vmin=low, vmax=high, rasterized=True)
     handles: list = []
     bad_rows, bad_cols = np.nonzero(bad)
     if bad_rows.size:
         ax.scatter(
             cells[bad_cols],
-            bad_rows + 0.5,
+            row_centers[bad_rows],
             marker="x",
             s=30,
             linewidths=1.8,
@@ -124,7 +132,7 @@ def gradient_flow(
     elif zero_rows.size:
         ax.scatter(
             cells[zero_cols],
-            zero_rows + 0.5,
+            row_centers[zero_rows],
             marker="o",
             s=18,
             facecolors="none",
@@ -207,7 +215,8 @@ def grad_vs_depth(
             _, _, ran = view.series("act_nonfinite")
             keep = ~np.all(np.isnan(values) & np.isnan(ran), axis=0)
             order = view.ordered([n for n, k in zip(names, keep, strict=True) if k])
-            index = [names.index(n) for n in order]
+            column = {name: j for j, name in enumerate(names)}
+            index = [column[n] for n in order]
             values = values[:, index]
             nonfinite = ~np.isfinite(values) & ~np.isnan(ran[:, index])
             ylabel = r"back-propagated gradient norm $\|\partial L/\partial a\|$"

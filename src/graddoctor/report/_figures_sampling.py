@@ -1,9 +1,11 @@
 """Long series thinned for drawing: at most ``MAX_POINTS`` per line, spikes kept.
 
-A figure is about 900 pixels wide, so 20,000 steps draw no more detail than 1,000 bins.
+A figure is about 900 pixels wide, so 20,000 steps draw no more detail than 1,000 bins,
+and a heatmap about 450 pixels high, so 2,000 layers draw no more than 500 rows.
 A line keeps, for each bin of consecutive recorded steps, its smallest and its largest
 value at their own steps (the min/max envelope), so a one-step spike or dip is still
-drawn at its height; a heatmap keeps each bin's largest value. Series of up to
+drawn at its height; a heatmap keeps each bin's largest value (of steps, and of
+consecutive layers). Series of up to
 ``MAX_POINTS`` are drawn as they are. Non-finite steps are marked from the full series by
 the figures, never from the thinned one.
 """
@@ -14,6 +16,7 @@ import numpy as np
 
 MAX_POINTS = 1_000  # a line's points after thinning: 500 bins of a min and a max
 MAX_COLUMNS = 1_000  # a heatmap's columns after thinning
+MAX_ROWS = 500  # a heatmap's rows (layers) after thinning
 MAX_MARKS = 2_000  # markers drawn one by one; more are drawn as one shape
 MAX_LINES = 64  # lines of one figure; more layers are drawn evenly spaced in depth
 
@@ -96,6 +99,19 @@ def bin_columns(
     return starts, np.concatenate([[first], middle, [last]])
 
 
+def bin_rows(count: int, max_rows: int = MAX_ROWS) -> tuple[np.ndarray, np.ndarray] | None:
+    """How a heatmap's ``count`` rows (layers) are grouped when there are more than ``max_rows``.
+
+    Returns:
+        ``(starts, edges)``: the first row of each group, and the ``len(starts) + 1`` row
+        edges in row units (a group spans its rows); None when each row is drawn.
+    """
+    if count <= max_rows:
+        return None
+    starts = _bins(count, max_rows)
+    return starts, np.append(starts, count).astype(np.float64)
+
+
 def column_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """The largest value of each group of rows, ``[S, M] -> [len(starts), M]``; NaN where all are NaN."""
     filled = np.where(np.isnan(values), -np.inf, values)
@@ -110,9 +126,11 @@ __all__ = [
     "MAX_LINES",
     "MAX_MARKS",
     "MAX_POINTS",
+    "MAX_ROWS",
     "shown_note",
     "spread",
     "bin_columns",
+    "bin_rows",
     "column_max",
     "envelope",
     "envelope_index",

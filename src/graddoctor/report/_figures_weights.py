@@ -6,6 +6,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ..views import RunView
 from ._figures_common import (
     RunLike,
     layer_key,
@@ -53,16 +54,31 @@ def weights(run: RunLike, ax: Axes | None = None, *, stat: str | None = None) ->
             )
         figure = Figure(figsize=(11.0, 4.2), layout="constrained")
         first, second = figure.subplots(1, 2)
-        weights(run, first, stat="weight_norm")
-        weights(run, second, stat="update_ratio")
+        with opened(run) as view:  # both panels read the norms once
+            read = _norms(view)
+        _panel(first, "weight_norm", read)
+        _panel(second, "update_ratio", read)
         return first
     ax = new_axes(ax)
     with opened(run) as view:
-        if not view.has_stat("weight_norm"):
-            return show_message(ax, "no parameter statistics were recorded in this run", "Weights")
-        steps, modules, weight_norm = view.module_norms("weight_norm")
-        _, _, update_norm = view.module_norms("update_norm")
-        types = view.types
+        read = _norms(view)
+    return _panel(ax, stat, read)
+
+
+def _norms(view: RunView) -> tuple | None:
+    """Steps, modules, per-module weight and update norms and module types; None without weights."""
+    if not view.has_stat("weight_norm"):
+        return None
+    steps, modules, weight_norm = view.module_norms("weight_norm")
+    _, _, update_norm = view.module_norms("update_norm")
+    return steps, modules, weight_norm, update_norm, view.types
+
+
+def _panel(ax: Axes, stat: str, read: tuple | None) -> Axes:
+    """One panel of :func:`weights` (``stat``: weight norm or update ratio)."""
+    if read is None:
+        return show_message(ax, "no parameter statistics were recorded in this run", "Weights")
+    steps, modules, weight_norm, update_norm, types = read
     bad_weight = ~np.isfinite(weight_norm).all(axis=1)
     drawn = spread(len(modules))
     labels = [layer_label(modules[j], types) for j in drawn]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..monitor.guard import guard_events
+from ..monitor._guard_events import guard_events
 
 STYLE = {  # event kind -> (line style, label)
     "guard_skipped": (":", "Guard: update skipped"),

@@ -149,6 +149,41 @@ def _figure_of(fig_or_axes: MplFigure | Axes) -> MplFigure:
     raise TypeError(f"expected a matplotlib Figure or Axes, got {type(fig_or_axes).__name__}")
 
 
+# savefig's defaults under which _png writes what savefig writes
+_SAVEFIG_DEFAULTS = {
+    "savefig.facecolor": "auto",
+    "savefig.edgecolor": "auto",
+    "savefig.transparent": False,
+    "savefig.bbox": None,
+}
+
+
+def _png(figure: MplFigure) -> bytes:
+    """The PNG of ``figure`` at :data:`DPI`, the bytes ``savefig`` writes, drawn once.
+
+    ``savefig`` draws a constrained-layout figure twice, once to place the axes and once
+    to render, each measuring every text with a renderer of its own; drawing once on an
+    Agg canvas places and renders with one renderer, a fifth of the report's time. The
+    figure keeps its canvas and dpi. Under non-default ``savefig.*`` settings (a
+    transparent or tight ``rcParams``) this is ``savefig`` itself.
+    """
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    buffer = io.BytesIO()
+    if any(matplotlib.rcParams[k] != v for k, v in _SAVEFIG_DEFAULTS.items()):
+        figure.savefig(buffer, format="png", dpi=DPI)
+        return buffer.getvalue()
+    canvas, dpi = figure.canvas, figure.dpi
+    try:
+        figure.dpi = DPI
+        FigureCanvasAgg(figure).print_png(buffer)
+    finally:
+        figure.dpi = dpi
+        figure.set_canvas(canvas)
+    return buffer.getvalue()
+
+
 def save_figure(run: RunLike, kind: str, path: str | os.PathLike, **options: Any) -> Path:
     """Draw one kind of figure of a run and write it to a PNG or SVG file.
 
@@ -176,7 +211,10 @@ def save_figure(run: RunLike, kind: str, path: str | os.PathLike, **options: Any
         )
     figure = _figure_of(FIGURES[kind](run, **options))
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format=fmt, dpi=DPI)
+    if fmt == "png":
+        path.write_bytes(_png(figure))
+    else:
+        figure.savefig(path, format=fmt, dpi=DPI)
     return path
 
 
@@ -192,9 +230,14 @@ def figure_to_data_uri(fig_or_axes: MplFigure | Axes, format: str = "png") -> st
     """
     if format not in IMAGE_FORMATS:
         raise ValueError(f"format must be one of {', '.join(IMAGE_FORMATS)}, got {format!r}")
-    buffer = io.BytesIO()
-    _figure_of(fig_or_axes).savefig(buffer, format=format, dpi=DPI)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    figure = _figure_of(fig_or_axes)
+    if format == "png":
+        data = _png(figure)
+    else:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=format, dpi=DPI)
+        data = buffer.getvalue()
+    encoded = base64.b64encode(data).decode("ascii")
     return f"data:{IMAGE_FORMATS[format]};base64,{encoded}"
 
 

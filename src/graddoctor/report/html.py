@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnosis import Diagnosis, diagnose
-from ..experiment import BASELINE, Comparison
 from ..store import open_run
 from ..views import RunView, load_view
 from .figures import FIGURES, figure_to_data_uri
@@ -144,7 +143,7 @@ def figures_section(view: RunView, heading: str = "Figures") -> str:
 def metadata_section(view: RunView) -> str:
     meta = view.run.meta
     model = meta.get("model", {})
-    steps = view.run.steps()
+    steps = view.steps
     rows = {
         "run file": str(view.path),
         "model": f"{model.get('type')} ({_count(model.get('param_count', 0))} parameters, "
@@ -263,6 +262,8 @@ def comparison_report(comparison_json: str | os.PathLike, out: str | os.PathLike
         ValueError: the file is not a comparison (see ``Comparison.load``), or has no
             baseline trial with a run file.
     """
+    from ..experiment import BASELINE, Comparison  # torch: a run's report does without it
+
     comparison = Comparison.load(comparison_json)
     baseline = next((t for t in comparison.trials if t.name == BASELINE), None)
     if baseline is None or not baseline.run_paths:

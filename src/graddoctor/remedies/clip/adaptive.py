@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from graddoctor._foreach import LOW_PRECISION
-from graddoctor._modules import is_weight_layer
+from graddoctor._module_types import is_weight_layer
 from graddoctor.remedies.clip._gather import as_tensor_list
 
 # the NFNet reference code's floor on the gradient norm before dividing by it

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from graddoctor._modules import (
+from graddoctor._module_types import (
     ACTIVATION_TYPES,
     NON_SATURATING_TYPES,
     RECURRENT_TYPES,

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor._modules import is_recurrent
+from graddoctor._module_types import is_recurrent
 
 READOUTS = ("last", "all")
 

@@ -1,19 +1,6 @@
-"""The recurrent family's registered remedies: TBPTT, penalties, Omega, leaky units, gating, echo state.
+"""The code of the recurrent family's registered remedies (declared in ``remedies/_entries/recurrent.py``).
 
-=====================  ==============================================================
-id                     what it does, defaults
-=====================  ==============================================================
-tbptt                  ``step_fn = tbptt(k=10)``
-recurrent_penalty      ``recurrent_penalty(kind="spectral", strength=1e-2, bound=1.0)``
-vanishing_regularizer  one-layer ``nn.RNN`` -> ``ElmanRNN`` (same weights and function),
-                       ``step_fn = omega_step(strength=1.0)``
-leaky_units            one-layer ``nn.RNN`` / ``ElmanRNN`` -> ``LeakyRNN`` with the same
-                       weights, ``leak_range=(0.02, 0.2), seed=0``
-lstm, gru              ``swap_rnn_(to=..., forget_bias=3.0)``, freshly initialised gated
-                       layers whose forget (GRU: update) gate starts at bias 3, ``seed=0``
-echo_state             ``EchoStateNetwork(reservoir_size=None (the core's hidden size),
-                       spectral_radius=0.95, ridge=1e-6, seed=0)`` and a ridge-fit step_fn
-=====================  ==============================================================
+TBPTT, penalties, Omega, leaky units, gating and echo state, each on a Problem.
 """
 
 from __future__ import annotations
@@ -26,7 +13,8 @@ from torch import nn
 
 from graddoctor.problem import Problem
 from graddoctor.remedies._common import first_inputs, put_module, reference_parameter, seeded_rng
-from graddoctor.remedies._remedy import STEP_REMEDY_NOTE, Remedy
+from graddoctor.remedies._entries.recurrent import VANISHING_REGULARIZER
+from graddoctor.remedies._remedy import STEP_REMEDY_NOTE
 from graddoctor.remedies.recurrent._echo_state_step import echo_state_step
 from graddoctor.remedies.recurrent.cells import ElmanRNN, RecurrentCore
 from graddoctor.remedies.recurrent.echo_state import EchoStateNetwork
@@ -36,10 +24,6 @@ from graddoctor.remedies.recurrent.omega import omega_step
 from graddoctor.remedies.recurrent.swap import core_from, is_elman_rnn, is_plain_rnn, swap_rnn_
 from graddoctor.remedies.recurrent.tbptt import tbptt
 from graddoctor.remedies.recurrent.weights import recurrent_penalty, recurrent_weights
-
-# the gated swaps start the forget gate (the GRU's update gate) at bias 3: a memory time
-# constant of 1 + e^3 = 21 steps instead of PyTorch's 2 (see set_forget_bias_)
-FORGET_BIAS = 3.0
 
 _NO_RECURRENT = "the model has no recurrent layer (nn.RNN/LSTM/GRU, ElmanRNN, LeakyRNN)"
 
@@ -143,7 +127,7 @@ def _gated_check(problem: Problem) -> str | None:
     if plain == [""]:
         return "the model is itself the RNN: wrap it in SequenceModel(rnn, head) so the core can be swapped"
     owner = problem.notes.get(STEP_REMEDY_NOTE)
-    if owner == _VANISHING_REGULARIZER.id:
+    if owner == VANISHING_REGULARIZER.id:
         return f"the Omega step ({owner}) reads Elman/leaky layers, which an LSTM/GRU would remove"
     return None
 
@@ -203,44 +187,3 @@ def _echo_state(problem: Problem, params: dict[str, Any]) -> Problem:
         )  # fmt: skip
     network.train(model.training)
     return problem.replace(model=network, step_fn=echo_state_step())
-
-
-_VANISHING_REGULARIZER = Remedy(
-    "vanishing_regularizer", "Omega regulariser keeping error-signal norms through time (Pascanu et al. 2013)",
-    {"strength": 1.0}, _omega, _omega_check, replaces_step=True,
-    treats={"vanishing_gradients_over_time": 5},
-)  # fmt: skip
-
-REMEDIES = (
-    Remedy(
-        "tbptt", "Truncated backpropagation through time (Williams & Peng 1990)",
-        {"k": 10}, _tbptt, _tbptt_check, replaces_step=True,
-        treats={"exploding_gradients_over_time": 5},
-    ),
-    Remedy(
-        "recurrent_penalty", "Penalise recurrent spectral norms above a bound (Pascanu, Mikolov & Bengio 2013)",
-        {"kind": "spectral", "strength": 1e-2, "bound": 1.0}, _penalty, _penalty_check,
-        treats={"exploding_gradients_over_time": 4},
-    ),
-    _VANISHING_REGULARIZER,
-    Remedy(
-        "leaky_units", "Leaky-integration units with fixed leaks (Bengio, Boulanger-Lewandowski & Pascanu 2012)",
-        {"leak_range": (0.02, 0.2), "seed": 0}, _leaky, _leaky_check,
-        treats={"vanishing_gradients_over_time": 4},
-    ),
-    Remedy(
-        "lstm", "Replace plain RNN layers by LSTMs (Hochreiter & Schmidhuber 1997)",
-        {"forget_bias": FORGET_BIAS, "seed": 0}, _gated("lstm"), _gated_check,
-        treats={"exploding_gradients_over_time": 6, "vanishing_gradients_over_time": 1},
-    ),
-    Remedy(
-        "gru", "Replace plain RNN layers by GRUs (Cho et al. 2014)",
-        {"forget_bias": FORGET_BIAS, "seed": 0}, _gated("gru"), _gated_check,
-        treats={"exploding_gradients_over_time": 7, "vanishing_gradients_over_time": 2},
-    ),
-    Remedy(
-        "echo_state", "Echo-state network: fixed reservoir, ridge-regression readout (Jaeger 2001)",
-        {"reservoir_size": None, "spectral_radius": 0.95, "ridge": 1e-6, "seed": 0}, _echo_state, _echo_state_check,
-        replaces_step=True, treats={"vanishing_gradients_over_time": 6},
-    ),
-)  # fmt: skip

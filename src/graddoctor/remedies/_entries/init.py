@@ -1,5 +1,7 @@
 """The initialisation family's registered remedies: re-initialise the weights of a Problem's model.
 
+Their code is in :mod:`graddoctor.remedies.init._apply`.
+
 ===============  ====================================================================
 id               what it does, defaults
 ===============  ====================================================================
@@ -17,48 +19,12 @@ activation": ``activations`` says which one that is.
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
-
-from graddoctor.problem import Problem
-from graddoctor.remedies._common import first_inputs, seeded_rng
+from graddoctor.remedies._deferred import Deferred
 from graddoctor.remedies._remedy import Remedy
-from graddoctor.remedies.init.lsuv import lsuv_
-from graddoctor.remedies.init.model import INIT_LAYER_TYPES, init_model_
 
 
-def _init_check(problem: Problem) -> str | None:
-    if not any(isinstance(m, (*INIT_LAYER_TYPES, nn.RNNBase)) for m in problem.model.modules()):
-        return "the model has no nn.Linear, nn.ConvNd or nn.RNN/LSTM/GRU layer to initialise"
-    return None
-
-
-def _init_transform(scheme: str) -> Any:
-    def transform(problem: Problem, params: dict[str, Any]) -> Problem:
-        extra = {"distribution": params["distribution"]} if "distribution" in params else {}
-        with seeded_rng(params["seed"], problem.model):
-            init_model_(problem.model, scheme=scheme, **extra)
-        return problem
-
-    transform.__name__ = f"init_{scheme}"
-    return transform
-
-
-def _lsuv_check(problem: Problem) -> str | None:
-    if not any(isinstance(m, INIT_LAYER_TYPES) for m in problem.model.modules()):
-        return "LSUV rescales nn.Linear / nn.ConvNd outputs and the model has none"
-    try:
-        first_inputs(problem)
-    except ValueError as error:
-        return f"LSUV calibrates on the first batch: {error}"
-    return None
-
-
-def _lsuv(problem: Problem, params: dict[str, Any]) -> Problem:
-    with seeded_rng(params["seed"], problem.model):
-        lsuv_(problem.model, first_inputs(problem), tol=params["tol"], max_iter=params["max_iter"])
-    return problem
+def _code(name: str, *args: str) -> Deferred:
+    return Deferred("graddoctor.remedies.init._apply", name, *args)
 
 
 # the situations where the diagnosis puts the init matching the activation first
@@ -67,32 +33,33 @@ _MATCHED = {
     "vanishing_activations_with_rectifier_or_saturating": 1,
     "exploding_activations_with_rectifier_or_saturating": 1,
 }
+
 _SCHEME_PARAMS = {"distribution": "auto", "seed": 0}
 
 REMEDIES = (
     Remedy(
         "init_he", "He normal initialisation for rectifiers (He et al. 2015, 'Delving Deep into Rectifiers')",
-        _SCHEME_PARAMS, _init_transform("he"), _init_check,
+        _SCHEME_PARAMS, _code("_init_transform", "he"), _code("_init_check"),
         treats={**_MATCHED, "vanishing_gradients_with_rectifier": 1, "dead_units": 2},
         activations=("rectifier",),
         settings={"keras": 'kernel_initializer="he_normal" on the Dense/Conv layers before ReLUs'},
     ),
     Remedy(
         "init_glorot", "Glorot uniform initialisation (Glorot & Bengio 2010, 'Understanding the difficulty...')",
-        _SCHEME_PARAMS, _init_transform("glorot"), _init_check,
+        _SCHEME_PARAMS, _code("_init_transform", "glorot"), _code("_init_check"),
         treats={**_MATCHED, "vanishing_gradients_with_saturating": 3, "saturated_activations": 3},
         activations=("saturating", "none"),
         settings={"keras": "kernel_initializer=\"glorot_uniform\" (Keras' default)"},
     ),
     Remedy(
         "init_lecun", "LeCun normal initialisation (LeCun et al. 1998, 'Efficient BackProp')",
-        _SCHEME_PARAMS, _init_transform("lecun"), _init_check,
+        _SCHEME_PARAMS, _code("_init_transform", "lecun"), _code("_init_check"),
         treats=_MATCHED, activations=("selu",),
         settings={"keras": 'kernel_initializer="lecun_normal" with activation="selu"'},
     ),
     Remedy(
         "init_orthogonal", "Orthogonal initialisation (Saxe, McClelland & Ganguli 2014)",
-        {"seed": 0}, _init_transform("orthogonal"), _init_check,
+        {"seed": 0}, _code("_init_transform", "orthogonal"), _code("_init_check"),
         treats={
             "nonfinite_in_recurrent": 4, "exploding_gradients_over_time": 3, "vanishing_gradients": 1,
             "vanishing_gradients_over_time": 3, "vanishing_activations": 1, "exploding_activations": 1,
@@ -101,7 +68,7 @@ REMEDIES = (
     ),
     Remedy(
         "init_lsuv", "Layer-sequential unit-variance initialisation (Mishkin & Matas 2016, 'All you need is a good init')",
-        {"tol": 0.1, "max_iter": 10, "seed": 0}, _lsuv, _lsuv_check,
+        {"tol": 0.1, "max_iter": 10, "seed": 0}, _code("_lsuv"), _code("_lsuv_check"),
         treats={
             "exploding_gradients_over_depth": 3, "vanishing_gradients": 2, "vanishing_gradients_with_saturating": 4,
             "vanishing_gradients_with_rectifier": 3, "vanishing_activations": 2,
