@@ -20,9 +20,9 @@ from graddoctor.monitor._budget import (
     STEP,
     WEIGHTS,
     Budget,
-    describe_schedule,
 )
 from graddoctor.monitor._clock import Clock
+from graddoctor.monitor._schedule_text import describe_schedule
 
 from .. import reference
 
@@ -284,7 +284,7 @@ def test_cuda_clock_reads_only_what_the_device_finished(monkeypatch):
 
 
 def test_a_schedule_that_describes_itself_is_shown_in_its_words():
-    from graddoctor.monitor._budget import describe_every
+    from graddoctor.monitor._schedule_text import describe_every
 
     def odd(step):
         return step % 2 == 1

@@ -12,8 +12,8 @@ import torch
 from torch.optim import optimizer as optimizer_module
 
 from .._paths import run_stamp
-from ..monitor._budget import describe_every
 from ..monitor._optimizers import after_first_call, step_closure
+from ..monitor._schedule_text import describe_every
 from ..monitor.schedules import Schedule, as_schedule
 from ._zero_code_backward import BackwardSteps
 from ._zero_code_losses import StepLosses

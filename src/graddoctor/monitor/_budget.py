@@ -32,7 +32,7 @@ full schedule (weights every step, activations every 10 steps). Time is the host
 (``perf_counter``) on CPU and CUDA events on a GPU (``monitor._clock``): no extra sync.
 
 The schedule in effect is recorded in the run's metadata (``meta["schedule"]``,
-:meth:`Budget.meta`) and ``graddoctor show`` prints it (:func:`describe_schedule`).
+:meth:`Budget.meta`) and ``graddoctor show`` prints it (``monitor._schedule_text``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # graddoctor show reads describe_schedule without torch
+from ._schedule_text import describe_every
+
+if TYPE_CHECKING:  # the clock imports torch; the budget itself does not need it
     from ._clock import Clock
 
 AUTO = "auto"  # the default of every= and activations_every=: the budget's schedule
@@ -59,17 +61,6 @@ MARGIN = 0.8  # a new schedule aims at 80% of the budget
 # budget would cost its statistics and save no time anyone notices.
 MIN_ALLOWANCE = 1e-3
 SMOOTHING = 0.5  # weight of a window's cost of a statistic against the earlier estimate
-
-
-def describe_every(value: Any) -> str:
-    """A schedule given as ``every=`` in words: ``"every step"``, ``"every 5 steps"``, ``"never"``, ``"custom (f)"``."""
-    if value is None or value == 0:
-        return "never"
-    if isinstance(getattr(value, "description", None), str):  # a schedule that says what it is
-        return value.description
-    if isinstance(value, int) and not isinstance(value, bool):
-        return "every step" if value == 1 else f"every {value} steps"
-    return f"custom ({getattr(value, '__name__', type(value).__name__)})"
 
 
 class Budget:
@@ -255,40 +246,6 @@ def check_budget(fraction: Any) -> float | None:
     return float(fraction)
 
 
-def _intervals(history: Any, what: str) -> str:
-    if isinstance(history, str):
-        return f"{what} {history}"
-    first, *later = history
-    words = describe_every(first[1])
-    if not later:
-        return f"{what} {words}"
-    last = later[-1]
-    return f"{what} {describe_every(last[1])} from step {last[0]} ({words} before)"
-
-
-def describe_schedule(schedule: dict[str, Any] | None) -> str | None:
-    """One line on a run's recorded schedule (``meta["schedule"]``), or None for a run without one."""
-    if not isinstance(schedule, dict):
-        return None
-    try:
-        parts = [
-            f"gradients {schedule.get('gradients', 'every step')}",
-            _intervals(
-                schedule.get("weights", "with the gradients"), "max |g|, weights and updates"
-            ),
-            _intervals(schedule.get("activations", "never"), "activations"),
-        ]
-        budget, overhead = schedule.get("budget"), schedule.get("overhead")
-        if budget is None:
-            parts.append("no overhead budget")
-        else:
-            measured = "" if overhead is None else f", measured {100 * overhead:.1f}%"
-            parts.append(f"budget {100 * budget:g}% of the step{measured}")
-    except (TypeError, ValueError, IndexError, KeyError):
-        return None
-    return "schedule: " + "; ".join(parts)
-
-
 __all__ = [
     "ACTIVATIONS",
     "ALWAYS",
@@ -296,6 +253,4 @@ __all__ = [
     "Budget",
     "WEIGHTS",
     "check_budget",
-    "describe_every",
-    "describe_schedule",
 ]
