@@ -7,7 +7,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "graddoctor"
 
 # top-level module or package of graddoctor -> its layer (low to high)
 LAYERS = {
-    "_version": 0, "_paths": 0, "_modules": 0, "_module_types": 0, "_foreach": 0,
+    "_version": 0, "_lazy": 0, "_paths": 0, "_modules": 0, "_module_types": 0, "_foreach": 0,
     "_exact_norms": 0, "_render_text": 0, "_numbers": 0,
     "_windows": 0, "_findings": 0, "_signals": 0,
     "probes": 1, "problem": 1,

@@ -4,11 +4,12 @@ The public API. Data flows one way: probes -> monitor -> store -> views -> diagn
 remedies/experiments -> report. Imports follow layers, and a module never imports one of a
 higher layer (``tests/test_layers.py`` checks it), low to high:
 
-0. ``_version``, ``_paths``, ``_modules`` (the module taxonomy as type names) and
-   ``_module_types`` (its torch classes), ``_foreach`` (grouping and fused norms),
-   ``_exact_norms`` (norms across the float range), ``_render_text``, ``_numbers``,
-   ``_windows`` (sliding-window medians), ``_findings`` (the Finding type), ``_signals``
-   (the step-axis detectors as functions of arrays, run offline and live);
+0. ``_version``, ``_lazy`` (public names imported on first use), ``_paths``, ``_modules``
+   (the module taxonomy as type names) and ``_module_types`` (its torch classes),
+   ``_foreach`` (grouping and fused norms), ``_exact_norms`` (norms across the float
+   range), ``_render_text``, ``_numbers``, ``_windows`` (sliding-window medians),
+   ``_findings`` (the Finding type), ``_signals`` (the step-axis detectors as functions
+   of arrays, run offline and live);
 1. ``probes`` (what is measured; the NaN replay), ``problem``;
 2. ``store`` (the run file);
 3. ``monitor`` (hooks, schedules, AMP, distributed reduction; writes the store);
@@ -29,11 +30,11 @@ report's drawing modules and the command line.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from ._lazy import lazy_getattr
 from ._version import __version__
 
 # public name -> (module, attribute); None: the name is the submodule itself. Nothing is
@@ -86,27 +87,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time names resolve 
     from .store import Run, RunFileError, RunWriter, open_run
 
 
-def _resolve(name: str) -> Any:
-    module, attribute = _PUBLIC[name]
-    found = importlib.import_module(module, __name__)
-    return found if attribute is None else getattr(found, attribute)
-
-
-def __getattr__(name: str) -> Any:
-    """A public name imported on first use; any other submodule (``graddoctor.views``) too."""
-    if name in _PUBLIC:
-        value = _resolve(name)
-    elif not name.startswith("__"):
-        try:
-            value = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _PUBLIC)
 
 
 def __dir__() -> list[str]:

@@ -20,17 +20,18 @@ The public names are imported on first use, so reading a recorded run (``show``,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
 
 # public name -> the module defining it, imported on first use: what reads a recorded run
 # (the Guard's events, the schedule in words) imports its submodule without torch
-_PUBLIC = {
-    "Guard": ".guard",
-    "GuardGaveUp": ".guard",
-    "Monitor": "._monitor",
-    "default_run_path": "._monitor",
-    "model_summary": "..probes.structure",
+_PUBLIC: dict[str, tuple[str, str | None]] = {
+    "Guard": (".guard", "Guard"),
+    "GuardGaveUp": (".guard", "GuardGaveUp"),
+    "Monitor": ("._monitor", "Monitor"),
+    "default_run_path": ("._monitor", "default_run_path"),
+    "model_summary": ("..probes.structure", "model_summary"),
 }
 
 if TYPE_CHECKING:
@@ -39,21 +40,7 @@ if TYPE_CHECKING:
     from .guard import Guard, GuardGaveUp
 
 
-def __getattr__(name: str) -> Any:
-    """A public name imported on first use; a submodule (``graddoctor.monitor.amp``) too."""
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
-    elif not name.startswith("__"):
-        try:
-            value = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _PUBLIC)
 
 
 def __dir__() -> list[str]:
