@@ -7,7 +7,6 @@ interpreter, which reports at exit which heavy modules it imported.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -16,32 +15,7 @@ import torch
 from torch import nn
 
 import graddoctor as gd
-
-PROBE = """
-import json, sys
-from graddoctor.cli import main
-
-sys.argv = ["graddoctor", *json.loads(sys.argv[1])]
-try:
-    main()
-    code = 0
-except SystemExit as exit:
-    code = exit.code
-heavy = [m for m in ("torch", "matplotlib") if m in sys.modules]
-print("\\nPROBE " + json.dumps({"code": code, "heavy": heavy}))
-"""
-
-
-def _run(args: list[str], cwd) -> tuple[int, list[str], str]:
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=cwd,
-    )
-    result = json.loads(out.stdout.rpartition("PROBE ")[2])
-    return result["code"], result["heavy"], out.stdout + out.stderr
+from tests.cli_probe import run_command
 
 
 class _Recurrent(nn.Module):
@@ -92,7 +66,7 @@ def recorded(tmp_path_factory):
     ids=lambda args: "-".join(a for a in args if a != "run.gdr"),
 )
 def test_reading_a_run_does_not_import_torch(recorded, args):
-    code, heavy, output = _run(args, recorded)
+    code, heavy, output = run_command(args, recorded)
     assert code in (0, 1, 3), output
     assert "Traceback" not in output, output
     assert "torch" not in heavy, (args, heavy)
