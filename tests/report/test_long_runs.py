@@ -90,13 +90,18 @@ def test_lines_of_a_long_run_are_thinned_with_their_spike(long_run):
     assert max(line.get_ydata().max() for line in ratio_ax.get_lines()[:2]) > 0.05
 
 
-def test_a_wide_run_draws_layers_evenly_spaced_and_paints_zero_cells(tmp_path):
-    """300 layers, gradients exactly zero in the deeper half: lines thinned, zeros one shape."""
-    layers = 300
-    modules = [{"index": 0, "name": "", "type": "Sequential", "depth": 0}] + [
+def _linear_chain(layers: int) -> list[dict]:
+    """The recorded module list of a Sequential of ``layers`` Linear layers."""
+    return [{"index": 0, "name": "", "type": "Sequential", "depth": 0}] + [
         {"index": i + 1, "name": str(i), "type": "Linear", "depth": 1, "families": ["weight_layer"]}
         for i in range(layers)
     ]
+
+
+def test_a_wide_run_draws_layers_evenly_spaced_and_paints_zero_cells(tmp_path):
+    """300 layers, gradients exactly zero in the deeper half: lines thinned, zeros one shape."""
+    layers = 300
+    modules = _linear_chain(layers)
     path = tmp_path / "wide.gdr"
     writer = RunWriter(path, meta={"model": {"type": "Sequential", "modules": modules}})
     writer.define_group("parameters", [f"{i}.weight" for i in range(layers)])
@@ -126,10 +131,7 @@ def test_a_wide_run_draws_layers_evenly_spaced_and_paints_zero_cells(tmp_path):
 def test_a_deep_run_groups_the_heatmap_rows_and_keeps_a_layers_spike(tmp_path):
     """More layers than MAX_ROWS: each row a group of consecutive layers, its largest norm."""
     layers, spiked, broken = 4 * MAX_ROWS + 3, 1_234, 777
-    modules = [{"index": 0, "name": "", "type": "Sequential", "depth": 0}] + [
-        {"index": i + 1, "name": str(i), "type": "Linear", "depth": 1, "families": ["weight_layer"]}
-        for i in range(layers)
-    ]
+    modules = _linear_chain(layers)
     path = tmp_path / "deep.gdr"
     writer = RunWriter(path, meta={"model": {"type": "Sequential", "modules": modules}})
     writer.define_group("parameters", [f"{i}.weight" for i in range(layers)])
